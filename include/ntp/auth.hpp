@@ -1,0 +1,38 @@
+// Login and data-connection proofs: HMAC-SHA256 over fresh nonces (docs/protocol.md).
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace ntp {
+
+inline constexpr std::size_t kNonceBytes = 32;
+
+// Cryptographically random bytes, hex-encoded (OpenSSL RAND_bytes).
+std::string random_hex(std::size_t bytes);
+
+// Hex HMAC-SHA256 of the parts joined by '\n'.
+std::string hmac_hex(std::string_view key, std::initializer_list<std::string_view> parts);
+
+// Constant time in the length of the inputs, so a proof check leaks nothing.
+bool proof_equal(std::string_view a, std::string_view b);
+
+// The proofs of one login; every field is derived from the token and both nonces.
+struct LoginProofs {
+  std::string client;    // the client shows it knows the token
+  std::string server;    // the server shows it knows the token
+  std::string data_key;  // keys this session's data connections
+};
+LoginProofs login_proofs(std::string_view token, std::string_view group,
+                         std::string_view client_nonce, std::string_view server_nonce);
+
+struct DataProofs {
+  std::string client;
+  std::string server;
+};
+DataProofs data_proofs(std::string_view data_key, std::string_view session,
+                       std::string_view client_nonce, std::string_view server_nonce);
+
+}  // namespace ntp

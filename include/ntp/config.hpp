@@ -1,0 +1,75 @@
+// server.json and apps.json, parsed and validated into plain structs (DESIGN.md).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ntp/address.hpp"
+#include "ntp/logging.hpp"
+
+namespace ntp {
+
+// Every problem found, each as "file: json.path: expected X, got Y".
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Group and app names: 1 to 64 characters from A-Z a-z 0-9 _ . -
+bool valid_name(std::string_view name);
+
+struct GroupConfig {
+  std::string token;
+  std::vector<PortRange> allow_ports;  // empty: the server-wide list applies
+  std::optional<std::uint32_t> max_apps;
+};
+
+struct ServerConfig {
+  HostPort bind{"0.0.0.0", 7000};
+  std::optional<std::string> token;  // the server-wide token (open mode)
+  std::string proxy_bind_addr = "0.0.0.0";
+  std::vector<PortRange> allow_ports;  // empty: 1024-65535 but the bind port
+  std::optional<std::map<std::string, GroupConfig>> groups;  // present: ready groups only
+  int heartbeat_timeout_s = 30;
+  LogLevel log_level = spdlog::level::info;
+};
+
+struct LocalApp {
+  std::string name;
+  HostPort local;
+  std::uint16_t remote_port = 0;  // 0: the server chooses
+  std::string type = "tcp";
+};
+
+struct ClientConfig {
+  std::optional<HostPort> server;
+  std::string group;
+  std::string token;  // resolved: NTP_TOKEN, else token_file, else token
+  int heartbeat_interval_s = 10;
+  std::vector<LocalApp> apps;
+  LogLevel log_level = spdlog::level::info;
+};
+
+// `label` names the file in messages. `env_token` is NTP_TOKEN when set.
+ServerConfig parse_server_config(std::string_view text, std::string_view label);
+ClientConfig parse_client_config(std::string_view text, std::string_view label,
+                                 const std::optional<std::string>& env_token);
+
+ServerConfig load_server_config(const std::filesystem::path& file);
+ClientConfig load_client_config(const std::filesystem::path& file,
+                                const std::optional<std::string>& env_token);
+
+// NTP_TOKEN from the environment; an empty value counts as set (and is an error later).
+std::optional<std::string> env_token();
+
+}  // namespace ntp

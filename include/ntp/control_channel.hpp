@@ -1,0 +1,35 @@
+// One control connection: messages in, and a queue of messages out written by a
+// single writer, so heartbeats, answers and pool requests never interleave a frame.
+#pragma once
+
+#include <deque>
+#include <string>
+
+#include "ntp/message.hpp"
+
+namespace ntp {
+
+class ControlChannel {
+ public:
+  explicit ControlChannel(tcp::socket socket);
+
+  tcp::socket& socket() { return socket_; }
+  void send(const Message& m);                // queued; returns at once
+  awaitable<error_code> read(Message& out);   // one message; records when it came
+  awaitable<error_code> write_loop();         // until an error, close() or cancellation
+  void close();
+
+  steady_clock::time_point last_received() const { return last_received_; }
+  std::uint64_t messages_received() const { return received_; }
+
+ private:
+  tcp::socket socket_;
+  std::deque<std::string> queue_;
+  asio::steady_timer wake_;  // the writer sleeps on it; send() and close() cancel it
+  std::string read_buf_;
+  steady_clock::time_point last_received_ = steady_clock::now();
+  std::uint64_t received_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace ntp

@@ -1,0 +1,101 @@
+// Control messages of protocol v1 (docs/protocol.md) as plain structs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "ntp/frame.hpp"
+
+namespace ntp::msg {
+
+struct Challenge {
+  std::string nonce;
+};
+struct Login {
+  std::string group, nonce, proof;
+};
+struct Welcome {
+  std::string session, proof;
+  int heartbeat_timeout_s = 0;
+};
+struct DataLogin {
+  std::string session, nonce, proof;
+};
+struct DataOk {
+  std::string proof;
+};
+struct AppRequest {
+  std::string name;
+  std::uint16_t remote_port = 0;
+};
+struct Register {
+  std::vector<AppRequest> apps;
+};
+struct AppResult {
+  std::string name;
+  std::uint16_t remote_port = 0;  // the port bound, when error is empty
+  std::string error;
+};
+struct Registered {
+  std::vector<AppResult> apps;
+};
+struct Ping {};
+struct Pong {};
+struct NeedData {
+  std::uint32_t count = 1;
+};
+struct Start {
+  std::string app;
+  std::uint64_t conn = 0;
+};
+struct Connected {};
+struct Error {
+  std::string message;
+};
+
+}  // namespace ntp::msg
+
+namespace ntp {
+
+using Message = std::variant<msg::Challenge, msg::Login, msg::Welcome, msg::DataLogin, msg::DataOk,
+                             msg::Register, msg::Registered, msg::Ping, msg::Pong, msg::NeedData,
+                             msg::Start, msg::Connected, msg::Error>;
+
+std::string encode(const Message& m);
+
+// false, with `error` saying what was wrong, for anything but a well-formed message.
+bool decode(std::string_view body, Message& out, std::string& error);
+
+// One frame in, decoded. `buf` is the caller's reusable frame buffer.
+template <class Stream>
+awaitable<error_code> read_message(Stream& s, std::string& buf, Message& out) {
+  if (auto ec = co_await read_frame(s, buf)) co_return ec;
+  std::string why;
+  if (!decode(buf, out, why)) co_return make_error_code(ProtocolError::bad_message);
+  co_return error_code{};
+}
+
+template <class Stream>
+awaitable<error_code> write_message(Stream& s, const Message& m) {
+  co_return co_await write_frame(s, encode(m));
+}
+
+// Reads one message and requires it to be a T (an Error from the peer is returned in
+// `peer_error` so callers can show the peer's reason).
+template <class T, class Stream>
+awaitable<error_code> expect_message(Stream& s, std::string& buf, T& out,
+                                     std::string* peer_error = nullptr) {
+  Message m;
+  if (auto ec = co_await read_message(s, buf, m)) co_return ec;
+  if (auto* t = std::get_if<T>(&m)) {
+    out = std::move(*t);
+    co_return error_code{};
+  }
+  if (auto* e = std::get_if<msg::Error>(&m); e && peer_error) *peer_error = e->message;
+  co_return make_error_code(ProtocolError::unexpected_message);
+}
+
+}  // namespace ntp

@@ -1,0 +1,389 @@
+#include "ntp/config.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace ntp {
+namespace {
+
+using json = nlohmann::json;
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+  return out;
+}
+
+std::string shown(const json& v) {
+  auto s = v.dump();
+  return s.size() > 80 ? s.substr(0, 77) + "..." : s;
+}
+
+// Walks one document, collecting every problem with its JSON path.
+class Checker {
+ public:
+  explicit Checker(std::string_view label) : label_(label) {}
+
+  void problem(const std::string& path, const std::string& expected, const std::string& got) {
+    problems_.push_back(label_ + ": " + path + ": expected " + expected + ", got " + got);
+  }
+  void problem(const std::string& path, const std::string& expected, const char* got) {
+    problem(path, expected, std::string(got));
+  }
+  void problem(const std::string& path, const std::string& expected, const json& got) {
+    problem(path, expected, shown(got));
+  }
+  void raw(const std::string& text) { problems_.push_back(label_ + ": " + text); }
+
+  // Unknown keys are errors: a typo must not silently fall back to a default.
+  void only_keys(const json& obj, const std::string& path, std::set<std::string> known) {
+    for (auto& [k, v] : obj.items()) {
+      if (!known.count(k)) {
+        std::string list;
+        for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
+        problem(path.empty() ? k : path + "." + k, "one of the keys " + list, "an unknown key");
+      }
+    }
+  }
+
+  std::optional<std::string> string(const json& v, const std::string& path) {
+    if (!v.is_string()) {
+      problem(path, "a string", v);
+      return std::nullopt;
+    }
+    return v.get<std::string>();
+  }
+
+  std::optional<std::string> nonempty_string(const json& v, const std::string& path) {
+    auto s = string(v, path);
+    if (s && s->empty()) {
+      problem(path, "a non-empty string", v);
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<std::int64_t> integer(const json& v, const std::string& path, std::int64_t lo,
+                                      std::int64_t hi) {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi) {
+      problem(path, fmt::format("an integer from {} to {}", lo, hi), v);
+      return std::nullopt;
+    }
+    return v.get<std::int64_t>();
+  }
+
+  std::optional<HostPort> host_port(const json& v, const std::string& path) {
+    auto s = string(v, path);
+    if (!s) return std::nullopt;
+    auto hp = parse_host_port(*s);
+    if (!hp) problem(path, "\"host:port\"", v);
+    return hp;
+  }
+
+  std::optional<std::string> name(const json& v, const std::string& path) {
+    auto s = string(v, path);
+    if (s && !valid_name(*s)) {
+      problem(path, "a name of 1 to 64 characters from A-Z a-z 0-9 _ . -", v);
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::vector<PortRange> port_ranges(const json& v, const std::string& path) {
+    std::vector<PortRange> out;
+    if (!v.is_array()) {
+      problem(path, "an array of strings like \"6022\" or \"6000-6999\"", v);
+      return out;
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      auto p = path + "[" + std::to_string(i) + "]";
+      auto r = v[i].is_string() ? parse_port_range(v[i].get<std::string>()) : std::nullopt;
+      if (r)
+        out.push_back(*r);
+      else
+        problem(p, "a port \"6022\" or a range \"6000-6999\" within 1-65535", v[i]);
+    }
+    return out;
+  }
+
+  std::optional<LogLevel> log_level(const json& v, const std::string& path) {
+    auto s = string(v, path);
+    if (!s) return std::nullopt;
+    auto l = parse_log_level(*s);
+    if (!l) problem(path, "one of trace, debug, info, warn, error, critical, off", v);
+    return l;
+  }
+
+  void finish() const {
+    if (!problems_.empty()) throw ConfigError(problems_);
+  }
+
+ private:
+  std::string label_;
+  std::vector<std::string> problems_;
+};
+
+json parse_document(std::string_view text, std::string_view label) {
+  try {
+    auto j = json::parse(text);
+    if (!j.is_object())
+      throw ConfigError({std::string(label) + ": (top level): expected a JSON object, got " +
+                         shown(j)});
+    return j;
+  } catch (const json::parse_error& e) {
+    // e.what() carries "at line L, column C" for syntax errors.
+    std::string what = e.what();
+    auto pos = what.find("parse error");
+    throw ConfigError({std::string(label) + ": invalid JSON: " +
+                       (pos == std::string::npos ? what : what.substr(pos))});
+  }
+}
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError({file.string() + ": cannot read: " + std::strerror(errno)});
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool covered_by(const std::vector<PortRange>& outer, const PortRange& r) {
+  for (std::uint32_t p = r.first; p <= r.last; ++p)
+    if (!ports_contain(outer, static_cast<std::uint16_t>(p))) return false;
+  return true;
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '-';
+  });
+}
+
+std::optional<std::string> env_token() {
+  if (const char* t = std::getenv("NTP_TOKEN")) return std::string(t);
+  return std::nullopt;
+}
+
+ServerConfig parse_server_config(std::string_view text, std::string_view label) {
+  auto doc = parse_document(text, label);
+  Checker c(label);
+  ServerConfig cfg;
+  c.only_keys(doc, "", {"bind", "token", "proxy_bind_addr", "allow_ports", "groups",
+                        "heartbeat_timeout_s", "log_level"});
+  if (doc.contains("bind"))
+    if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
+  if (doc.contains("token"))
+    if (auto t = c.nonempty_string(doc["token"], "token")) cfg.token = *t;
+  if (doc.contains("proxy_bind_addr")) {
+    if (auto a = c.string(doc["proxy_bind_addr"], "proxy_bind_addr")) {
+      error_code ec;
+      asio::ip::make_address(*a, ec);
+      if (ec)
+        c.problem("proxy_bind_addr", "an IP address such as \"0.0.0.0\" or \"::\"",
+                  doc["proxy_bind_addr"]);
+      else
+        cfg.proxy_bind_addr = *a;
+    }
+  }
+  if (doc.contains("allow_ports")) cfg.allow_ports = c.port_ranges(doc["allow_ports"], "allow_ports");
+  if (doc.contains("heartbeat_timeout_s"))
+    if (auto v = c.integer(doc["heartbeat_timeout_s"], "heartbeat_timeout_s", 1, 3600))
+      cfg.heartbeat_timeout_s = static_cast<int>(*v);
+  if (doc.contains("log_level"))
+    if (auto l = c.log_level(doc["log_level"], "log_level")) cfg.log_level = *l;
+
+  if (doc.contains("groups")) {
+    const auto& groups = doc["groups"];
+    if (!groups.is_object()) {
+      c.problem("groups", "an object of group name to settings", groups);
+    } else {
+      cfg.groups.emplace();
+      for (auto& [name, g] : groups.items()) {
+        auto path = "groups." + name;
+        if (!valid_name(name))
+          c.problem(path, "a group name of 1 to 64 characters from A-Z a-z 0-9 _ . -",
+                    json(name));
+        if (!g.is_object()) {
+          c.problem(path, "an object with \"token\"", g);
+          continue;
+        }
+        c.only_keys(g, path, {"token", "allow_ports", "max_apps"});
+        GroupConfig gc;
+        if (!g.contains("token"))
+          c.problem(path + ".token", "a token (required for each group)", "nothing");
+        else if (auto t = c.nonempty_string(g["token"], path + ".token"))
+          gc.token = *t;
+        if (g.contains("allow_ports")) {
+          gc.allow_ports = c.port_ranges(g["allow_ports"], path + ".allow_ports");
+          for (std::size_t i = 0; i < gc.allow_ports.size(); ++i) {
+            if (!cfg.allow_ports.empty() && !covered_by(cfg.allow_ports, gc.allow_ports[i]))
+              c.problem(path + ".allow_ports[" + std::to_string(i) + "]",
+                        "ports within the server-wide allow_ports", g["allow_ports"][i]);
+          }
+        }
+        if (g.contains("max_apps"))
+          if (auto v = c.integer(g["max_apps"], path + ".max_apps", 1, 65535))
+            gc.max_apps = static_cast<std::uint32_t>(*v);
+        (*cfg.groups)[name] = std::move(gc);
+      }
+    }
+  }
+  c.finish();
+  return cfg;
+}
+
+ClientConfig parse_client_config(std::string_view text, std::string_view label,
+                                 const std::optional<std::string>& env_tok) {
+  auto doc = parse_document(text, label);
+  Checker c(label);
+  ClientConfig cfg;
+  c.only_keys(doc, "", {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps",
+                        "log_level"});
+  if (doc.contains("server"))
+    if (auto hp = c.host_port(doc["server"], "server")) cfg.server = *hp;
+  if (!doc.contains("group"))
+    c.problem("group", "a group name", "nothing");
+  else if (auto g = c.name(doc["group"], "group"))
+    cfg.group = *g;
+  if (doc.contains("heartbeat_interval_s"))
+    if (auto v = c.integer(doc["heartbeat_interval_s"], "heartbeat_interval_s", 1, 3600))
+      cfg.heartbeat_interval_s = static_cast<int>(*v);
+  if (doc.contains("log_level"))
+    if (auto l = c.log_level(doc["log_level"], "log_level")) cfg.log_level = *l;
+
+  // Token precedence: NTP_TOKEN, then token_file, then token.
+  std::optional<std::string> file_tok, inline_tok;
+  if (doc.contains("token_file")) {
+    if (auto path = c.nonempty_string(doc["token_file"], "token_file")) {
+      std::ifstream in(*path, std::ios::binary);
+      if (!in) {
+        c.problem("token_file", "a readable file holding the token",
+                  "\"" + *path + "\" (" + std::strerror(errno) + ")");
+      } else {
+        std::ostringstream ss;
+        ss << in.rdbuf();
+        auto t = ss.str();
+        while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' '))
+          t.pop_back();  // editors add a final newline; it is not part of the token
+        if (t.empty())
+          c.problem("token_file", "a file holding a non-empty token", "\"" + *path + "\" (empty)");
+        else
+          file_tok = t;
+      }
+    }
+  }
+  if (doc.contains("token"))
+    if (auto t = c.nonempty_string(doc["token"], "token")) inline_tok = *t;
+  if (env_tok) {
+    if (env_tok->empty())
+      c.raw("NTP_TOKEN: expected a non-empty token, got an empty value");
+    else
+      cfg.token = *env_tok;
+  } else if (file_tok) {
+    cfg.token = *file_tok;
+  } else if (inline_tok) {
+    cfg.token = *inline_tok;
+  } else if (!doc.contains("token") && !doc.contains("token_file")) {
+    c.problem("token", "a token (\"token\", \"token_file\" or NTP_TOKEN)", "nothing");
+  }
+
+  if (!doc.contains("apps")) {
+    c.problem("apps", "a non-empty array of apps", "nothing");
+  } else if (!doc["apps"].is_array() || doc["apps"].empty()) {
+    c.problem("apps", "a non-empty array of apps", doc["apps"]);
+  } else {
+    const auto& apps = doc["apps"];
+    std::map<std::string, std::size_t> names;
+    std::map<std::uint16_t, std::size_t> ports;
+    for (std::size_t i = 0; i < apps.size(); ++i) {
+      auto path = "apps[" + std::to_string(i) + "]";
+      const auto& a = apps[i];
+      if (!a.is_object()) {
+        c.problem(path, "an object with name, local and remote_port", a);
+        continue;
+      }
+      c.only_keys(a, path, {"name", "local", "remote_port", "type"});
+      LocalApp app;
+      bool ok = true;
+      if (!a.contains("name")) {
+        c.problem(path + ".name", "an app name", "nothing");
+        ok = false;
+      } else if (auto n = c.name(a["name"], path + ".name")) {
+        app.name = *n;
+        if (auto [it, fresh] = names.emplace(*n, i); !fresh) {
+          c.problem(path + ".name",
+                    "a name unique within the group (apps[" + std::to_string(it->second) +
+                        "] has it too)",
+                    a["name"]);
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (!a.contains("local")) {
+        c.problem(path + ".local", "\"host:port\"", "nothing");
+        ok = false;
+      } else if (auto hp = c.host_port(a["local"], path + ".local")) {
+        if (hp->port == 0) {
+          c.problem(path + ".local", "\"host:port\" with a port from 1 to 65535", a["local"]);
+          ok = false;
+        }
+        app.local = *hp;
+      } else {
+        ok = false;
+      }
+      if (!a.contains("remote_port")) {
+        c.problem(path + ".remote_port", "a port from 0 to 65535 (0: the server chooses)",
+                  "nothing");
+        ok = false;
+      } else if (auto p = c.integer(a["remote_port"], path + ".remote_port", 0, 65535)) {
+        app.remote_port = static_cast<std::uint16_t>(*p);
+        if (*p != 0) {
+          if (auto [it, fresh] = ports.emplace(app.remote_port, i); !fresh) {
+            c.problem(path + ".remote_port",
+                      "a port no other app uses (apps[" + std::to_string(it->second) +
+                          "] has it too)",
+                      a["remote_port"]);
+            ok = false;
+          }
+        }
+      } else {
+        ok = false;
+      }
+      if (a.contains("type")) {
+        auto t = c.string(a["type"], path + ".type");
+        if (t && *t != "tcp") {
+          c.problem(path + ".type", "\"tcp\"", a["type"]);
+          ok = false;
+        }
+      }
+      if (ok) cfg.apps.push_back(std::move(app));
+    }
+  }
+  c.finish();
+  return cfg;
+}
+
+ServerConfig load_server_config(const std::filesystem::path& file) {
+  return parse_server_config(read_file(file), file.string());
+}
+
+ClientConfig load_client_config(const std::filesystem::path& file,
+                                const std::optional<std::string>& env_tok) {
+  return parse_client_config(read_file(file), file.string(), env_tok);
+}
+
+}  // namespace ntp

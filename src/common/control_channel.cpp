@@ -1,0 +1,47 @@
+#include "ntp/control_channel.hpp"
+
+namespace ntp {
+
+ControlChannel::ControlChannel(tcp::socket socket)
+    : socket_(std::move(socket)), wake_(socket_.get_executor()) {}
+
+void ControlChannel::send(const Message& m) {
+  if (closed_) return;
+  queue_.push_back(encode(m));
+  wake_.cancel();
+}
+
+awaitable<error_code> ControlChannel::read(Message& out) {
+  auto ec = co_await read_message(socket_, read_buf_, out);
+  if (!ec) {
+    last_received_ = steady_clock::now();
+    ++received_;
+  }
+  co_return ec;
+}
+
+awaitable<error_code> ControlChannel::write_loop() {
+  while (!closed_) {
+    if (queue_.empty()) {
+      wake_.expires_at(steady_clock::time_point::max());
+      co_await wake_.async_wait(nothrow);
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none) co_return asio::error::operation_aborted;
+      continue;
+    }
+    auto frame = std::move(queue_.front());
+    queue_.pop_front();
+    if (auto ec = co_await write_frame(socket_, frame)) co_return ec;
+  }
+  co_return asio::error::operation_aborted;
+}
+
+void ControlChannel::close() {
+  closed_ = true;
+  error_code ignored;  // closing an already-closed socket is fine
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  wake_.cancel();
+}
+
+}  // namespace ntp

@@ -1,0 +1,27 @@
+#include "ntp/live_streams.hpp"
+
+namespace ntp {
+
+LiveStreams::Entry::Entry(LiveStreams& set, tcp::socket& a, tcp::socket& b)
+    : set_(set), it_(set.pairs_.insert(set.pairs_.end(), Pair{&a, &b})) {}
+
+LiveStreams::Entry::~Entry() {
+  set_.pairs_.erase(it_);
+  if (set_.pairs_.empty()) set_.empty_.cancel();
+}
+
+awaitable<void> LiveStreams::wait_empty(steady_clock::duration grace) {
+  if (pairs_.empty()) co_return;
+  empty_.expires_after(grace);
+  co_await empty_.async_wait(nothrow);
+}
+
+void LiveStreams::close_all() {
+  error_code ignored;  // the peer may have closed first
+  for (auto& p : pairs_) {
+    p.a->close(ignored);
+    p.b->close(ignored);
+  }
+}
+
+}  // namespace ntp

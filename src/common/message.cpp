@@ -1,0 +1,193 @@
+#include "ntp/message.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace ntp {
+namespace {
+
+using json = nlohmann::json;
+
+// Field readers that fail with a message instead of throwing type errors.
+struct Reader {
+  const json& j;
+  std::string& error;
+
+  bool str(const char* key, std::string& out, std::size_t max = 256) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string()) return fail(key, "a string");
+    out = it->get<std::string>();
+    if (out.size() > max) return fail(key, "a shorter string");
+    return true;
+  }
+  template <class Int>
+  bool num(const char* key, Int& out, std::uint64_t max) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned() || it->get<std::uint64_t>() > max)
+      return fail(key, "an unsigned integer in range");
+    out = static_cast<Int>(it->get<std::uint64_t>());
+    return true;
+  }
+  bool fail(const char* key, const char* what) {
+    error = std::string(key) + ": expected " + what;
+    return false;
+  }
+};
+
+json to_json(const Message& m) {
+  struct Visitor {
+    json operator()(const msg::Challenge& x) const {
+      return {{"type", "challenge"}, {"nonce", x.nonce}};
+    }
+    json operator()(const msg::Login& x) const {
+      return {{"type", "login"}, {"group", x.group}, {"nonce", x.nonce}, {"proof", x.proof}};
+    }
+    json operator()(const msg::Welcome& x) const {
+      return {{"type", "welcome"},
+              {"session", x.session},
+              {"proof", x.proof},
+              {"heartbeat_timeout_s", x.heartbeat_timeout_s}};
+    }
+    json operator()(const msg::DataLogin& x) const {
+      return {{"type", "data"}, {"session", x.session}, {"nonce", x.nonce}, {"proof", x.proof}};
+    }
+    json operator()(const msg::DataOk& x) const { return {{"type", "data_ok"}, {"proof", x.proof}}; }
+    json operator()(const msg::Register& x) const {
+      json apps = json::array();
+      for (auto& a : x.apps) apps.push_back({{"name", a.name}, {"remote_port", a.remote_port}});
+      return {{"type", "register"}, {"apps", std::move(apps)}};
+    }
+    json operator()(const msg::Registered& x) const {
+      json apps = json::array();
+      for (auto& a : x.apps) {
+        if (a.error.empty())
+          apps.push_back({{"name", a.name}, {"remote_port", a.remote_port}});
+        else
+          apps.push_back({{"name", a.name}, {"error", a.error}});
+      }
+      return {{"type", "registered"}, {"apps", std::move(apps)}};
+    }
+    json operator()(const msg::Ping&) const { return {{"type", "ping"}}; }
+    json operator()(const msg::Pong&) const { return {{"type", "pong"}}; }
+    json operator()(const msg::NeedData& x) const {
+      return {{"type", "need_data"}, {"count", x.count}};
+    }
+    json operator()(const msg::Start& x) const {
+      return {{"type", "start"}, {"app", x.app}, {"conn", x.conn}};
+    }
+    json operator()(const msg::Connected&) const { return {{"type", "connected"}}; }
+    json operator()(const msg::Error& x) const {
+      return {{"type", "error"}, {"message", x.message}};
+    }
+  };
+  return std::visit(Visitor{}, m);
+}
+
+// Apps lists are bounded by the frame cap; names by the name rules of the config.
+bool decode_apps(const json& j, std::vector<json>& out, std::string& error) {
+  auto it = j.find("apps");
+  if (it == j.end() || !it->is_array()) {
+    error = "apps: expected an array";
+    return false;
+  }
+  for (auto& a : *it) {
+    if (!a.is_object()) {
+      error = "apps: expected objects";
+      return false;
+    }
+    out.push_back(a);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string encode(const Message& m) { return to_json(m).dump(); }
+
+bool decode(std::string_view body, Message& out, std::string& error) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = "expected a JSON object";
+    return false;
+  }
+  Reader r{j, error};
+  std::string type;
+  if (!r.str("type", type, 32)) return false;
+
+  if (type == "challenge") {
+    msg::Challenge m;
+    if (!r.str("nonce", m.nonce)) return false;
+    out = std::move(m);
+  } else if (type == "login") {
+    msg::Login m;
+    if (!r.str("group", m.group) || !r.str("nonce", m.nonce) || !r.str("proof", m.proof))
+      return false;
+    out = std::move(m);
+  } else if (type == "welcome") {
+    msg::Welcome m;
+    if (!r.str("session", m.session) || !r.str("proof", m.proof) ||
+        !r.num("heartbeat_timeout_s", m.heartbeat_timeout_s, 86400))
+      return false;
+    out = std::move(m);
+  } else if (type == "data") {
+    msg::DataLogin m;
+    if (!r.str("session", m.session) || !r.str("nonce", m.nonce) || !r.str("proof", m.proof))
+      return false;
+    out = std::move(m);
+  } else if (type == "data_ok") {
+    msg::DataOk m;
+    if (!r.str("proof", m.proof)) return false;
+    out = std::move(m);
+  } else if (type == "register") {
+    std::vector<json> apps;
+    if (!decode_apps(j, apps, error)) return false;
+    msg::Register m;
+    for (auto& a : apps) {
+      Reader ar{a, error};
+      msg::AppRequest req;
+      if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535))
+        return false;
+      m.apps.push_back(std::move(req));
+    }
+    out = std::move(m);
+  } else if (type == "registered") {
+    std::vector<json> apps;
+    if (!decode_apps(j, apps, error)) return false;
+    msg::Registered m;
+    for (auto& a : apps) {
+      Reader ar{a, error};
+      msg::AppResult res;
+      if (!ar.str("name", res.name)) return false;
+      if (a.contains("error")) {
+        if (!ar.str("error", res.error, 1024)) return false;
+      } else if (!ar.num("remote_port", res.remote_port, 65535)) {
+        return false;
+      }
+      m.apps.push_back(std::move(res));
+    }
+    out = std::move(m);
+  } else if (type == "ping") {
+    out = msg::Ping{};
+  } else if (type == "pong") {
+    out = msg::Pong{};
+  } else if (type == "need_data") {
+    msg::NeedData m;
+    if (!r.num("count", m.count, 1024)) return false;
+    out = m;
+  } else if (type == "start") {
+    msg::Start m;
+    if (!r.str("app", m.app) || !r.num("conn", m.conn, UINT64_MAX)) return false;
+    out = std::move(m);
+  } else if (type == "connected") {
+    out = msg::Connected{};
+  } else if (type == "error") {
+    msg::Error m;
+    if (!r.str("message", m.message, 1024)) return false;
+    out = std::move(m);
+  } else {
+    error = "type: unknown message type \"" + type.substr(0, 32) + "\"";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace ntp
