@@ -78,9 +78,19 @@ awaitable<error_code> read_message(Stream& s, std::string& buf, Message& out) {
   co_return error_code{};
 }
 
+// GCC 12 destroys a braced aggregate temporary twice when it appears in a co_await
+// expression (`co_await write_message(s, msg::Start{...})` double-frees), so callers
+// pass named messages, and errors go through write_error, which takes a string.
 template <class Stream>
 awaitable<error_code> write_message(Stream& s, const Message& m) {
-  co_return co_await write_frame(s, encode(m));
+  const auto frame = encode(m);
+  co_return co_await write_frame(s, frame);
+}
+
+template <class Stream>
+awaitable<error_code> write_error(Stream& s, std::string message) {
+  const Message m = msg::Error{std::move(message)};
+  co_return co_await write_message(s, m);
 }
 
 // Reads one message and requires it to be a T (an Error from the peer is returned in

@@ -1,0 +1,259 @@
+#include "client.hpp"
+
+#include <fmt/format.h>
+
+#include "backoff.hpp"
+#include "local_app.hpp"
+#include "ntp/auth.hpp"
+#include "ntp/listener.hpp"
+
+namespace ntp {
+namespace {
+
+constexpr auto kConnectTimeout = std::chrono::seconds(5);
+
+// Keeps a socket where close_pool() and stop() can reach it, until released.
+class Tracked {
+ public:
+  Tracked(std::list<tcp::socket*>& list, tcp::socket& s)
+      : list_(&list), it_(list.insert(list.end(), &s)) {}
+  ~Tracked() { release(); }
+  Tracked(const Tracked&) = delete;
+  Tracked& operator=(const Tracked&) = delete;
+  void release() {
+    if (list_) list_->erase(it_);
+    list_ = nullptr;
+  }
+
+ private:
+  std::list<tcp::socket*>* list_;
+  std::list<tcp::socket*>::iterator it_;
+};
+
+void log_failure(const std::string& context, std::exception_ptr e) {
+  if (e) try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      spdlog::error("{}: {}", context, x.what());
+    }
+}
+
+}  // namespace
+
+Client::Client(asio::any_io_executor ex, ClientConfig config)
+    : ex_(ex),
+      cfg_(std::move(config)),
+      context_("group=" + cfg_.group),
+      retry_(ex),
+      streams_(ex) {}
+
+awaitable<void> Client::run() {
+  Backoff backoff;
+  while (!stopping_) {
+    bool logged_in = false;
+    auto why = co_await session(logged_in);
+    if (stopping_) break;
+    if (logged_in) backoff.reset();  // a session that worked starts the backoff afresh
+    auto delay = backoff.next();
+    spdlog::warn("{}: {}; reconnecting in {:.1f} s", context_, why,
+                 std::chrono::duration<double>(delay).count());
+    retry_.expires_after(delay);
+    co_await retry_.async_wait(nothrow);
+  }
+}
+
+void Client::stop() {
+  stopping_ = true;
+  error_code ignored;  // closing what is already closed is fine
+  if (connecting_) connecting_->close(ignored);
+  if (control_) control_->close();
+  retry_.cancel();
+  close_pool();
+}
+
+void Client::close_pool() {
+  error_code ignored;  // the server may have closed them first
+  for (auto* s : pool_) s->close(ignored);
+}
+
+awaitable<std::string> Client::session(bool& logged_in) {
+  const auto& server = *cfg_.server;
+  auto resolved = co_await with_timeout(resolve(server.host, server.port), kConnectTimeout);
+  if (!resolved) co_return fmt::format("resolve {}: timed out", server.str());
+  auto [rec, eps] = std::move(*resolved);
+  if (rec || eps.empty())
+    co_return fmt::format("resolve {}: {}", server.host, rec ? rec.message() : "no address");
+
+  tcp::socket sock(ex_);
+  connecting_ = &sock;
+  auto s = std::make_shared<Session>();
+  s->server = eps;
+  std::string why;
+  error_code ec = co_await connect_any(sock, eps, kConnectTimeout);
+  std::optional<bool> ok;
+  if (!ec && !stopping_) ok = co_await with_timeout(login(sock, *s, why), kHandshakeTimeout);
+  connecting_ = nullptr;
+  if (ec) co_return fmt::format("connect {}: {}", server.str(), ec.message());
+  if (stopping_) co_return "stopping";
+  if (!ok) co_return "login: no answer from the server within 5 s";
+  if (!*ok) co_return why;
+
+  logged_in = true;
+  spdlog::info("{}: logged in to {}", context_, server.str());
+  control_ = std::make_unique<ControlChannel>(std::move(sock));
+  if (co_await register_apps(why)) {
+    session_ = s;
+    dial(kPoolSize);
+    co_await (read_loop(why) || control_->write_loop() || heartbeat(why));
+    if (why.empty()) why = "control connection closed";
+  }
+  session_.reset();
+  remote_ports_.clear();
+  close_pool();
+  control_->close();
+  control_.reset();
+  co_return why;
+}
+
+awaitable<bool> Client::login(tcp::socket& sock, Session& out, std::string& why) {
+  const auto prefix = client_prefix();
+  std::string buf, peer_error;
+  auto [wec, n] = co_await asio::async_write(sock, asio::buffer(prefix), nothrow);
+  msg::Challenge challenge;
+  error_code ec = wec;
+  if (!ec) ec = co_await expect_message(sock, buf, challenge, &peer_error);
+  const auto nonce = random_hex(kNonceBytes);
+  auto proofs = login_proofs(cfg_.token, cfg_.group, nonce, challenge.nonce);
+  const Message login = msg::Login{cfg_.group, nonce, proofs.client};
+  if (!ec) ec = co_await write_message(sock, login);
+  msg::Welcome welcome;
+  if (!ec) ec = co_await expect_message(sock, buf, welcome, &peer_error);
+  if (!peer_error.empty()) {
+    why = "login refused by the server: " + peer_error;
+    co_return false;
+  }
+  if (ec) {
+    why = ec == asio::error::eof || ec == asio::error::connection_reset
+              ? "login: the server closed the connection (is it an ntp-server?)"
+              : "login: " + ec.message();
+    co_return false;
+  }
+  if (!proof_equal(proofs.server, welcome.proof)) {
+    why = "the server could not prove it knows the group token: wrong server or man in the middle";
+    co_return false;
+  }
+  if (welcome.heartbeat_timeout_s <= cfg_.heartbeat_interval_s)
+    spdlog::warn("{}: heartbeat_interval_s ({}) is not below the server's heartbeat_timeout_s "
+                 "({}): the server may drop this session between heartbeats",
+                 context_, cfg_.heartbeat_interval_s, welcome.heartbeat_timeout_s);
+  out.id = welcome.session;
+  out.data_key = std::move(proofs.data_key);
+  co_return true;
+}
+
+awaitable<bool> Client::register_apps(std::string& why) {
+  msg::Register req;
+  for (auto& app : cfg_.apps) req.apps.push_back({app.name, app.remote_port});
+  // Written directly: the control channel's writer starts with the session proper.
+  Message m;
+  std::optional<error_code> r;
+  if (!co_await write_message(control_->socket(), req))
+    r = co_await with_timeout(control_->read(m), kHandshakeTimeout);
+  auto* reply = r && !*r ? std::get_if<msg::Registered>(&m) : nullptr;
+  if (!reply) {
+    why = "no answer to the app registration";
+    co_return false;
+  }
+  for (auto& res : reply->apps) {
+    if (res.error.empty()) {
+      spdlog::info("{} app={}: remote port {}", context_, res.name, res.remote_port);
+      remote_ports_[res.name] = res.remote_port;
+    } else {
+      spdlog::error("{} app={}: not registered: {}", context_, res.name, res.error);
+    }
+  }
+  co_return true;
+}
+
+awaitable<void> Client::read_loop(std::string& why) {
+  for (Message m;;) {
+    if (auto ec = co_await control_->read(m)) {
+      why = ec == asio::error::eof ? "the server closed the control connection"
+                                   : "control connection: " + ec.message();
+      co_return;
+    }
+    if (std::holds_alternative<msg::Ping>(m)) {
+      control_->send(msg::Pong{});
+    } else if (auto* need = std::get_if<msg::NeedData>(&m)) {
+      dial(need->count);
+    } else if (auto* e = std::get_if<msg::Error>(&m)) {
+      why = "the server reported: " + e->message;
+      co_return;
+    } else if (!std::holds_alternative<msg::Pong>(m)) {
+      why = "unexpected message on the control connection";
+      co_return;
+    }
+  }
+}
+
+awaitable<void> Client::heartbeat(std::string& why) {
+  const auto interval = std::chrono::seconds(cfg_.heartbeat_interval_s);
+  for (;;) {
+    if (!co_await sleep_for(interval)) co_return;
+    if (steady_clock::now() - control_->last_received() >= 3 * interval) {
+      why = fmt::format("no answer from the server for {} s", 3 * interval.count());
+      co_return;
+    }
+    control_->send(msg::Ping{});
+  }
+}
+
+void Client::dial(std::size_t n) {
+  for (std::size_t i = 0; i < n && session_ && pool_.size() < kMaxPool; ++i)
+    asio::co_spawn(ex_, data_connection(session_),
+                   [ctx = context_](std::exception_ptr e) { log_failure(ctx, e); });
+}
+
+awaitable<bool> Client::data_login(tcp::socket& sock, const Session& s) {
+  if (co_await connect_any(sock, s.server, kConnectTimeout)) co_return false;
+  const auto prefix = client_prefix();
+  auto [wec, n] = co_await asio::async_write(sock, asio::buffer(prefix), nothrow);
+  if (wec) co_return false;
+  std::string buf;
+  msg::Challenge challenge;
+  if (co_await expect_message(sock, buf, challenge)) co_return false;
+  const auto nonce = random_hex(kNonceBytes);
+  auto proofs = data_proofs(s.data_key, s.id, nonce, challenge.nonce);
+  const Message login = msg::DataLogin{s.id, nonce, proofs.client};
+  if (co_await write_message(sock, login)) co_return false;
+  msg::DataOk ok;
+  if (co_await expect_message(sock, buf, ok)) co_return false;
+  co_return proof_equal(proofs.server, ok.proof);
+}
+
+awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
+  tcp::socket sock(ex_);
+  Tracked tracked(pool_, sock);
+  auto ok = co_await with_timeout(data_login(sock, *s), kHandshakeTimeout);
+  if (!ok || !*ok) {
+    if (session_ == s) spdlog::debug("{}: a data connection could not be set up", context_);
+    co_return;
+  }
+  std::string buf;
+  Message m;
+  auto ec = co_await read_message(sock, buf, m);  // idle in the pool until a user comes
+  tracked.release();
+  if (ec || session_ != s) co_return;  // the session ended, or the server let it go
+  auto* start = std::get_if<msg::Start>(&m);
+  if (!start) co_return;
+  dial(1);  // refill the pool before serving
+  auto app = std::find_if(cfg_.apps.begin(), cfg_.apps.end(),
+                          [&](const LocalApp& a) { return a.name == start->app; });
+  if (app == cfg_.apps.end()) {
+    co_await write_error(sock, "no app named \"" + start->app + "\" on this client");
+    co_return;
+  }
+  co_await serve_local_app(*app, std::move(sock), start->conn, context_, streams_);
+}
+
+}  // namespace ntp

@@ -1,0 +1,35 @@
+#include "local_app.hpp"
+
+#include <fmt/format.h>
+
+#include "ntp/listener.hpp"
+#include "ntp/message.hpp"
+#include "ntp/splice.hpp"
+
+namespace ntp {
+
+awaitable<void> serve_local_app(const LocalApp& app, tcp::socket data, std::uint64_t conn,
+                                const std::string& group_context, LiveStreams& streams) {
+  const auto context = fmt::format("{} app={} conn={}", group_context, app.name, conn);
+  tcp::socket local(data.get_executor());
+  auto [rec, eps] = co_await resolve(app.local.host, app.local.port);
+  error_code ec = rec;
+  if (!ec) ec = co_await connect_any(local, eps, kLocalConnectTimeout);
+  if (ec) {
+    auto why = fmt::format("connect {}: {}", app.local.str(), ec.message());
+    spdlog::warn("{}: {}", context, why);
+    co_await write_error(data, why);
+    co_return;
+  }
+  const Message connected = msg::Connected{};
+  if (co_await write_message(data, connected)) co_return;
+  LiveStreams::Entry live(streams, data, local);
+  spdlog::debug("{}: stream open to {}", context, app.local.str());
+  const auto began = steady_clock::now();
+  auto bytes = co_await splice(data, local);
+  spdlog::debug("{}: stream closed after {:.1f} s, {} bytes in, {} bytes out", context,
+                std::chrono::duration<double>(steady_clock::now() - began).count(), bytes.a_to_b,
+                bytes.b_to_a);
+}
+
+}  // namespace ntp

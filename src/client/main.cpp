@@ -1,0 +1,82 @@
+// ntp-client: the LAN side of the tunnel.
+#include <iostream>
+
+#include "client.hpp"
+#include "ntp/config.hpp"
+#include "ntp/daemon.hpp"
+
+namespace {
+
+using namespace ntp;
+
+struct Flags {
+  std::string config_file, server, log_level;
+  bool check = false;
+};
+
+// Flags override the file (DESIGN: "a flag overrides the same setting from the file").
+ClientConfig build_config(const Flags& f) {
+  ClientConfig cfg = load_client_config(f.config_file, env_token());
+  std::vector<std::string> problems;
+  if (!f.server.empty()) {
+    if (auto hp = parse_host_port(f.server); hp && hp->port != 0)
+      cfg.server = *hp;
+    else
+      problems.push_back("--server: expected \"host:port\", got \"" + f.server + "\"");
+  } else if (!cfg.server) {
+    problems.push_back(f.config_file + ": server: expected \"host:port\" (or --server), got nothing");
+  } else if (cfg.server->port == 0) {
+    problems.push_back(f.config_file + ": server: expected a port from 1 to 65535, got \"" +
+                       cfg.server->str() + "\"");
+  }
+  if (!f.log_level.empty()) {
+    if (auto l = parse_log_level(f.log_level))
+      cfg.log_level = *l;
+    else
+      problems.push_back(
+          "--log-level: expected one of trace, debug, info, warn, error, critical, off, got \"" +
+          f.log_level + "\"");
+  }
+  if (!problems.empty()) throw ConfigError(problems);
+  return cfg;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ntp-client: the LAN side of the ntp reverse tunnel", "ntp-client"};
+  Flags f;
+  app.add_option("-c,--config", f.config_file, "apps.json")->required();
+  app.add_option("--server", f.server, "HOST:PORT of the ntp-server (overrides \"server\")");
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical or off");
+  app.add_flag("--check", f.check, "validate the configuration and exit");
+  app.set_version_flag("--version", std::string("ntp-client ") + NTP_VERSION);
+  if (auto code = parse_command_line(app, argc, argv)) return *code;
+
+  ClientConfig cfg;
+  try {
+    cfg = build_config(f);
+  } catch (const ConfigError& e) {
+    for (auto& p : e.problems()) std::cerr << p << "\n";
+    return kExitConfig;
+  }
+  if (f.check) {
+    std::cout << "ntp-client: configuration OK (" << f.config_file << ")\n";
+    return kExitOk;
+  }
+  setup_logging(cfg.log_level);
+  raise_open_files_limit();
+  spdlog::info("ntp-client {} starting: group {}, {} app(s), server {}", NTP_VERSION, cfg.group,
+               cfg.apps.size(), cfg.server->str());
+
+  asio::io_context io(1);
+  Client client(io.get_executor(), std::move(cfg));
+  asio::co_spawn(io, client.run(), [](std::exception_ptr e) {
+    if (e) try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        spdlog::critical("client failed: {}", x.what());
+      }
+  });
+  return run_until_signalled(io, client.streams(), [&] { client.stop(); });
+}

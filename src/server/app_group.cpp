@@ -1,0 +1,243 @@
+#include "app_group.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+#include "app_server.hpp"
+#include "common_server.hpp"
+#include "ntp/listener.hpp"
+
+namespace ntp {
+namespace {
+
+constexpr std::size_t kMaxIdleData = 64;  // more idle data connections than this are closed
+constexpr std::size_t kLowWater = 2;      // ask for more before the pool runs dry
+
+std::string describe(const std::vector<PortRange>& ranges) {
+  std::string out;
+  for (auto& r : ranges) {
+    if (!out.empty()) out += ", ";
+    out += r.first == r.last ? std::to_string(r.first) : fmt::format("{}-{}", r.first, r.last);
+  }
+  return out;
+}
+
+}  // namespace
+
+AppGroup::AppGroup(CommonServer& server, std::string name, std::string session,
+                   std::string data_key, tcp::socket control, std::string peer)
+    : server_(server),
+      name_(std::move(name)),
+      session_(std::move(session)),
+      data_key_(std::move(data_key)),
+      peer_(std::move(peer)),
+      context_("group=" + name_),
+      control_(std::move(control)),
+      activity_(control_.socket().get_executor()) {}
+
+AppGroup::~AppGroup() = default;
+
+awaitable<void> AppGroup::run() {
+  auto self = shared_from_this();
+  std::string buf;
+  msg::Register req;
+  auto r = co_await with_timeout(expect_message(control_.socket(), buf, req), kHandshakeTimeout);
+  if (!r || *r) {
+    close(r ? "expected the app list: " + r->message() : "no app list within 5 s");
+  } else {
+    control_.send(register_apps(req));
+    for (auto& app : apps_)
+      asio::co_spawn(control_.socket().get_executor(), app->run(self), [](std::exception_ptr) {});
+    auto ended = co_await (read_loop() || control_.write_loop() || watchdog());
+    if (ended.index() == 1) {
+      auto ec = std::get<1>(ended);
+      if (end_reason_.empty()) end_reason_ = "control connection: " + ec.message();
+    }
+    close(end_reason_.empty() ? "session ended" : end_reason_);
+  }
+  spdlog::info("{}: session ended: {}", context_, end_reason_);
+}
+
+awaitable<void> AppGroup::read_loop() {
+  for (Message m;;) {
+    auto ec = co_await control_.read(m);
+    activity_.cancel();
+    if (ec) {
+      if (end_reason_.empty())  // close() may have named the reason already
+        end_reason_ = ec == asio::error::eof ? "the client closed the control connection"
+                                             : "control connection: " + ec.message();
+      co_return;
+    }
+    if (std::holds_alternative<msg::Ping>(m)) {
+      control_.send(msg::Pong{});
+    } else if (std::holds_alternative<msg::Pong>(m)) {
+      // an answer to probe(); its arrival is what counts
+    } else if (auto* e = std::get_if<msg::Error>(&m)) {
+      end_reason_ = "the client reported: " + e->message;
+      co_return;
+    } else {
+      end_reason_ = "unexpected message on the control connection";
+      co_return;
+    }
+  }
+}
+
+awaitable<void> AppGroup::watchdog() {
+  const auto limit = std::chrono::seconds(server_.config().heartbeat_timeout_s);
+  for (;;) {
+    auto due = control_.last_received() + limit;
+    if (steady_clock::now() >= due) {
+      end_reason_ = fmt::format("no heartbeat for {} s", limit.count());
+      co_return;
+    }
+    asio::steady_timer t(control_.socket().get_executor(), due);
+    auto [ec] = co_await t.async_wait(nothrow);
+    if (ec) co_return;
+  }
+}
+
+awaitable<bool> AppGroup::probe(steady_clock::duration limit) {
+  auto self = shared_from_this();  // the old session may end while we wait
+  const auto before = control_.messages_received();
+  const auto deadline = steady_clock::now() + limit;
+  control_.send(msg::Ping{});
+  while (!closed_ && control_.messages_received() == before && steady_clock::now() < deadline) {
+    activity_.expires_at(deadline);
+    co_await activity_.async_wait(nothrow);
+  }
+  co_return !closed_ && control_.messages_received() != before;
+}
+
+void AppGroup::close(const std::string& why) {
+  if (closed_) return;
+  closed_ = true;
+  if (end_reason_.empty()) end_reason_ = why;
+  control_.close();
+  activity_.cancel();
+  for (auto& app : apps_) app->close();
+  error_code ignored;  // the peer may have closed first
+  for (auto& s : idle_) s.close(ignored);
+  idle_.clear();
+  for (auto* w : waiters_) w->wake.cancel();  // they see no data connection and close
+  waiters_.clear();
+}
+
+void AppGroup::add_data_connection(tcp::socket s) {
+  if (closed_) return;
+  if (!waiters_.empty()) {
+    auto* w = waiters_.front();
+    waiters_.pop_front();
+    w->data.emplace(std::move(s));
+    w->wake.cancel();
+    return;
+  }
+  if (idle_.size() >= kMaxIdleData) return;  // `s` closes as it goes out of scope
+  idle_.push_back(std::move(s));
+}
+
+awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(
+    steady_clock::duration limit) {
+  auto self = shared_from_this();
+  if (closed_) co_return std::nullopt;
+  if (!idle_.empty()) {
+    auto s = std::move(idle_.front());
+    idle_.pop_front();
+    if (idle_.size() < kLowWater) control_.send(msg::NeedData{1});
+    co_return std::move(s);
+  }
+  Waiter w{asio::steady_timer(control_.socket().get_executor(), limit), std::nullopt};
+  waiters_.push_back(&w);
+  control_.send(msg::NeedData{1});
+  co_await w.wake.async_wait(nothrow);
+  waiters_.remove(&w);
+  co_return std::move(w.data);
+}
+
+msg::Registered AppGroup::register_apps(const msg::Register& req) {
+  const GroupConfig* policy = nullptr;
+  if (auto& groups = server_.config().groups) {
+    auto it = groups->find(name_);
+    if (it != groups->end()) policy = &it->second;
+  }
+  msg::Registered out;
+  for (auto& app : req.apps) {
+    auto result = register_app(app, policy, apps_.size());
+    if (result.error.empty())
+      spdlog::info("{} app={} port={}: listening", context_, app.name, result.remote_port);
+    else
+      spdlog::warn("{} app={}: not registered: {}", context_, app.name, result.error);
+    out.apps.push_back(std::move(result));
+  }
+  return out;
+}
+
+msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupConfig* policy,
+                                      std::size_t registered) {
+  msg::AppResult r{app.name, 0, {}};
+  if (!valid_name(app.name)) {
+    r.error = "invalid app name";
+    return r;
+  }
+  for (auto& a : apps_)
+    if (a->name() == app.name) {
+      r.error = fmt::format("duplicate app name \"{}\"", app.name);
+      return r;
+    }
+  if (policy && policy->max_apps && registered >= *policy->max_apps) {
+    r.error = fmt::format("the group may register at most {} apps (max_apps)", *policy->max_apps);
+    return r;
+  }
+  const auto& cfg = server_.config();
+  const auto& allowed =
+      policy && !policy->allow_ports.empty() ? policy->allow_ports : cfg.allow_ports;
+  auto permitted = [&](std::uint16_t p) {
+    if (p == cfg.bind.port) return false;
+    return allowed.empty() ? p >= 1024 : ports_contain(allowed, p);
+  };
+  const auto where = allowed.empty() ? std::string("1024-65535") : describe(allowed);
+  if (app.remote_port != 0 && !permitted(app.remote_port)) {
+    r.error = fmt::format("port {} is not allowed (allow_ports: {})", app.remote_port, where);
+    return r;
+  }
+
+  const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
+  auto ex = control_.socket().get_executor();
+  error_code ec;
+  auto try_bind = [&](std::uint16_t port) { return open_listener(ex, {addr, port}, ec); };
+
+  tcp::acceptor acceptor(ex);
+  if (app.remote_port != 0) {
+    acceptor = try_bind(app.remote_port);
+    if (ec) {
+      r.error = ec == asio::error::address_in_use
+                    ? fmt::format("port {} is taken", app.remote_port)
+                    : fmt::format("port {}: {}", app.remote_port, ec.message());
+      return r;
+    }
+  } else if (allowed.empty()) {
+    acceptor = try_bind(0);  // the kernel picks from its ephemeral range (>= 1024)
+  } else {
+    // Start at a random place so groups asking for "any port" do not all collide.
+    std::vector<std::uint16_t> ports;
+    for (auto& range : allowed)
+      for (std::uint32_t p = range.first; p <= range.last; ++p)
+        if (permitted(static_cast<std::uint16_t>(p))) ports.push_back(static_cast<std::uint16_t>(p));
+    ec = asio::error::address_in_use;
+    if (!ports.empty()) {
+      std::size_t start = std::random_device{}() % ports.size();
+      for (std::size_t i = 0; i < ports.size() && ec; ++i)
+        acceptor = try_bind(ports[(start + i) % ports.size()]);
+    }
+  }
+  if (ec) {
+    r.error = fmt::format("no free port in {}: {}", where, ec.message());
+    return r;
+  }
+  auto server = std::make_unique<AppServer>(app.name, std::move(acceptor), context_);
+  r.remote_port = server->port();
+  apps_.push_back(std::move(server));
+  return r;
+}
+
+}  // namespace ntp

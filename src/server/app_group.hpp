@@ -1,0 +1,74 @@
+// AppGroup: one logged-in client and everything it owns: its control connection,
+// heartbeat watchdog, AppServers, idle data connections and waiting users.
+#pragma once
+
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ntp/config.hpp"
+#include "ntp/control_channel.hpp"
+
+namespace ntp {
+
+class AppServer;
+class CommonServer;
+
+// Shared: the control loop owns it, and each AppServer's accept loop and each
+// waiting user keep it alive until they are done with its pool.
+class AppGroup : public std::enable_shared_from_this<AppGroup> {
+ public:
+  AppGroup(CommonServer& server, std::string name, std::string session, std::string data_key,
+           tcp::socket control, std::string peer);
+  ~AppGroup();
+
+  const std::string& name() const { return name_; }
+  const std::string& session() const { return session_; }
+  const std::string& data_key() const { return data_key_; }
+  const std::string& peer() const { return peer_; }
+  const std::string& context() const { return context_; }  // "group=home"
+  CommonServer& server() { return server_; }
+  bool closed() const { return closed_; }
+
+  // The session: apps registration, then control messages until the connection
+  // drops, the heartbeat times out or close() is called.
+  awaitable<void> run();
+
+  // Asks the session to prove it is alive (DESIGN: a second login probes the old
+  // session). true when it answered within `limit`.
+  awaitable<bool> probe(steady_clock::duration limit);
+
+  // Ends the session: listeners, idle data connections and waiting users are closed.
+  void close(const std::string& why);
+
+  // The data-connection pool.
+  void add_data_connection(tcp::socket s);
+  awaitable<std::optional<tcp::socket>> take_data_connection(steady_clock::duration limit);
+
+ private:
+  struct Waiter {
+    asio::steady_timer wake;
+    std::optional<tcp::socket> data;
+  };
+
+  msg::Registered register_apps(const msg::Register& req);
+  msg::AppResult register_app(const msg::AppRequest& app, const GroupConfig* policy,
+                              std::size_t registered);
+  awaitable<void> read_loop();
+  awaitable<void> watchdog();
+
+  CommonServer& server_;
+  std::string name_, session_, data_key_, peer_, context_;
+  ControlChannel control_;
+  asio::steady_timer activity_;  // cancelled on every message, for probe()
+  std::vector<std::unique_ptr<AppServer>> apps_;
+  std::deque<tcp::socket> idle_;
+  std::list<Waiter*> waiters_;
+  std::string end_reason_;
+  bool closed_ = false;
+};
+
+}  // namespace ntp

@@ -1,0 +1,34 @@
+// AppServer: one registered app's listener on its remote port. Each user who
+// connects is paired with a data connection of the group and spliced.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ntp/asio.hpp"
+
+namespace ntp {
+
+class AppGroup;
+
+class AppServer {
+ public:
+  AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context);
+
+  const std::string& name() const { return name_; }
+  std::uint16_t port() const { return port_; }
+  const std::string& context() const { return context_; }  // "group=home app=ssh port=6022"
+
+  // Accepts until close(); `group` is held only while a user waits for a data connection.
+  awaitable<void> run(std::shared_ptr<AppGroup> group);
+  void close();
+
+ private:
+  std::string name_;
+  tcp::acceptor acceptor_;
+  std::uint16_t port_;
+  std::string context_;
+};
+
+}  // namespace ntp

@@ -1,0 +1,229 @@
+#include "common_server.hpp"
+
+#include <fmt/format.h>
+
+#include "app_group.hpp"
+#include "ntp/address.hpp"
+#include "ntp/auth.hpp"
+#include "ntp/listener.hpp"
+
+namespace ntp {
+namespace {
+
+constexpr auto kProbeLimit = std::chrono::seconds(2);
+
+// Keeps an unauthenticated socket where stop() can reach it.
+class Unauthenticated {
+ public:
+  Unauthenticated(std::list<tcp::socket*>& list, tcp::socket& s)
+      : list_(list), it_(list.insert(list.end(), &s)) {}
+  ~Unauthenticated() { list_.erase(it_); }
+  Unauthenticated(const Unauthenticated&) = delete;
+  Unauthenticated& operator=(const Unauthenticated&) = delete;
+
+ private:
+  std::list<tcp::socket*>& list_;
+  std::list<tcp::socket*>::iterator it_;
+};
+
+std::string peer_of(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  return ec ? std::string("unknown peer") : to_string(ep);
+}
+
+}  // namespace
+
+CommonServer::CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token)
+    : ex_(ex),
+      config_(std::move(config)),
+      open_token_(std::move(open_token)),
+      acceptor_(ex),
+      streams_(ex) {}
+
+CommonServer::~CommonServer() = default;
+
+void CommonServer::listen() {
+  error_code ec;
+  tcp::endpoint ep;
+  if (auto lit = literal_endpoint(config_.bind.host, config_.bind.port)) {
+    ep = *lit;
+  } else {
+    // Start-up only: a blocking resolve is fine before the loop runs.
+    tcp::resolver r(ex_);
+    auto results = r.resolve(config_.bind.host, std::to_string(config_.bind.port), ec);
+    if (ec || results.empty())
+      throw std::system_error(ec ? ec : asio::error::host_not_found,
+                              "bind " + config_.bind.str() + ": resolve");
+    ep = results.begin()->endpoint();
+  }
+  acceptor_ = open_listener(ex_, ep, ec);
+  if (ec) throw std::system_error(ec, "bind " + config_.bind.str());
+}
+
+awaitable<void> CommonServer::run() {
+  spdlog::info("listening on {} (bind port)", to_string(acceptor_.local_endpoint()));
+  const std::string context = "bind " + config_.bind.str();
+  while (auto s = co_await accept_next(acceptor_, context)) {
+    asio::co_spawn(ex_, handle(std::move(*s)), [](std::exception_ptr e) {
+      if (e) try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          spdlog::error("connection handler failed: {}", x.what());
+        }
+    });
+  }
+}
+
+void CommonServer::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  error_code ignored;  // already closed is fine
+  acceptor_.close(ignored);
+  for (auto* s : unauthenticated_) s->close(ignored);
+  auto groups = groups_;  // close() may end sessions that erase themselves
+  for (auto& [name, g] : groups) g->close("server shutting down");
+}
+
+void CommonServer::reject(const std::string& peer, const std::string& why) {
+  std::uint64_t suppressed = 0;
+  if (reject_log_.allow(suppressed))
+    spdlog::warn("rejected {}: {}{}", peer, why,
+                 suppressed ? fmt::format(" ({} more rejections not logged)", suppressed) : "");
+}
+
+const std::string* CommonServer::token_for(const std::string& group) const {
+  if (!config_.groups) return &open_token_;
+  auto it = config_.groups->find(group);
+  return it == config_.groups->end() ? nullptr : &it->second.token;
+}
+
+awaitable<void> CommonServer::handle(tcp::socket s) {
+  const auto peer = peer_of(s);
+  std::optional<std::shared_ptr<AppGroup>> group;
+  {
+    Unauthenticated guard(unauthenticated_, s);
+    group = co_await with_timeout(admit(s, peer), kHandshakeTimeout);
+  }
+  if (!group) {
+    reject(peer, "handshake not finished within 5 s");
+    co_return;
+  }
+  if (!*group) co_return;  // a data connection handed to its group, or refused
+  auto g = std::move(*group);
+  co_await g->run();
+  if (auto it = groups_.find(g->name()); it != groups_.end() && it->second == g) groups_.erase(it);
+  sessions_.erase(g->session());
+}
+
+awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(tcp::socket& s, const std::string& peer) {
+  std::uint8_t version = 0;
+  if (auto ec = co_await read_prefix(s, version)) {
+    if (ec == ProtocolError::bad_version) {
+      co_await write_error(s, fmt::format("unsupported protocol version {}; this server speaks "
+                                          "version {}",
+                                          version, kProtocolVersion));
+      reject(peer, fmt::format("protocol version {} (this server speaks {})", version,
+                               kProtocolVersion));
+    } else if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+      reject(peer, ec.message());
+    }
+    co_return nullptr;
+  }
+  const auto nonce = random_hex(kNonceBytes);
+  const Message challenge = msg::Challenge{nonce};
+  if (co_await write_message(s, challenge)) co_return nullptr;
+
+  std::string buf;
+  Message m;
+  if (auto ec = co_await read_message(s, buf, m)) {
+    reject(peer, "handshake: " + ec.message());
+    co_return nullptr;
+  }
+  if (auto* login = std::get_if<msg::Login>(&m))
+    co_return co_await admit_control(s, peer, *login, nonce);
+  if (auto* data = std::get_if<msg::DataLogin>(&m)) {
+    co_await admit_data(s, peer, *data, nonce);
+    co_return nullptr;
+  }
+  reject(peer, "handshake: expected a login or data message");
+  co_return nullptr;
+}
+
+awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
+                                                                 const std::string& peer,
+                                                                 const msg::Login& login,
+                                                                 const std::string& nonce) {
+  if (!valid_name(login.group)) {
+    reject(peer, "login: invalid group name");
+    co_await write_error(s, "invalid group name");
+    co_return nullptr;
+  }
+  const std::string context = "group=" + login.group;
+  const std::string* token = token_for(login.group);
+  // One answer for an unknown group and a wrong token: names are not confirmed to
+  // someone who cannot prove a token. The server log tells them apart.
+  const auto refused = fmt::format("authentication failed for group '{}'", login.group);
+  if (!token) {
+    reject(peer, context + ": authentication failed: not a configured group");
+    co_await write_error(s, refused);
+    co_return nullptr;
+  }
+  auto proofs = login_proofs(*token, login.group, login.nonce, nonce);
+  if (!proof_equal(proofs.client, login.proof)) {
+    reject(peer, context + ": authentication failed: wrong token");
+    co_await write_error(s, refused);
+    co_return nullptr;
+  }
+  if (stopping_) co_return nullptr;
+
+  if (auto it = groups_.find(login.group); it != groups_.end()) {
+    auto old = it->second;
+    bool alive = co_await old->probe(kProbeLimit);
+    auto now = groups_.find(login.group);
+    if (alive || (now != groups_.end() && now->second != old)) {
+      auto holder = now != groups_.end() ? now->second->peer() : old->peer();
+      spdlog::warn("{}: login from {} refused: already logged in from {}", context, peer, holder);
+      co_await write_error(
+          s, fmt::format("group '{}' is already logged in from {}", login.group, holder));
+      co_return nullptr;
+    }
+    spdlog::warn("{}: old session from {} did not answer a probe within 2 s; replacing it",
+                 context, old->peer());
+    old->close("replaced by a new login (it did not answer the probe)");
+  }
+  if (stopping_) co_return nullptr;
+
+  auto session = random_hex(16);
+  const Message welcome = msg::Welcome{session, proofs.server, config_.heartbeat_timeout_s};
+  if (co_await write_message(s, welcome)) co_return nullptr;
+  if (stopping_ || groups_.count(login.group)) co_return nullptr;
+  auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
+                                      std::move(s), peer);
+  groups_[login.group] = g;
+  sessions_[session] = g;
+  spdlog::info("{}: logged in from {}", context, peer);
+  co_return g;
+}
+
+awaitable<void> CommonServer::admit_data(tcp::socket& s, const std::string& peer,
+                                         const msg::DataLogin& login, const std::string& nonce) {
+  auto it = sessions_.find(login.session);
+  auto g = it == sessions_.end() ? nullptr : it->second.lock();
+  if (!g || g->closed()) {
+    reject(peer, "data connection for an unknown session");
+    co_await write_error(s, "unknown session");
+    co_return;
+  }
+  auto proofs = data_proofs(g->data_key(), login.session, login.nonce, nonce);
+  if (!proof_equal(proofs.client, login.proof)) {
+    reject(peer, g->context() + ": data connection failed authentication");
+    co_await write_error(s, "data connection authentication failed");
+    co_return;
+  }
+  const Message ok = msg::DataOk{proofs.server};
+  if (co_await write_message(s, ok)) co_return;
+  if (!g->closed()) g->add_data_connection(std::move(s));
+}
+
+}  // namespace ntp

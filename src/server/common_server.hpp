@@ -1,0 +1,62 @@
+// CommonServer: the listener on the bind port. Every connection proves who it is
+// and becomes a control connection (an AppGroup) or a data connection.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ntp/config.hpp"
+#include "ntp/live_streams.hpp"
+#include "ntp/logging.hpp"
+#include "ntp/message.hpp"
+
+namespace ntp {
+
+class AppGroup;
+
+class CommonServer {
+ public:
+  // `open_token` is the server-wide token; unused when config.groups is set.
+  CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token);
+  ~CommonServer();
+
+  void listen();  // binds the bind port; throws std::system_error naming it
+  tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+  awaitable<void> run();  // accepts until stop()
+  // Closes the listener, every group (its listeners, idle data connections and
+  // waiting users) and unauthenticated connections. Spliced streams go on.
+  void stop();
+
+  const ServerConfig& config() const { return config_; }
+  LiveStreams& streams() { return streams_; }
+  std::uint64_t next_conn_id() { return ++conn_ids_; }
+  std::size_t group_count() const { return groups_.size(); }
+
+ private:
+  awaitable<void> handle(tcp::socket s);
+  awaitable<std::shared_ptr<AppGroup>> admit(tcp::socket& s, const std::string& peer);
+  awaitable<std::shared_ptr<AppGroup>> admit_control(tcp::socket& s, const std::string& peer,
+                                                     const msg::Login& login,
+                                                     const std::string& server_nonce);
+  awaitable<void> admit_data(tcp::socket& s, const std::string& peer,
+                             const msg::DataLogin& login, const std::string& server_nonce);
+  const std::string* token_for(const std::string& group) const;
+  void reject(const std::string& peer, const std::string& why);
+
+  asio::any_io_executor ex_;
+  ServerConfig config_;
+  std::string open_token_;
+  tcp::acceptor acceptor_;
+  LiveStreams streams_;
+  std::map<std::string, std::shared_ptr<AppGroup>> groups_;      // by group name
+  std::map<std::string, std::weak_ptr<AppGroup>> sessions_;      // by session id
+  std::list<tcp::socket*> unauthenticated_;  // closed by stop()
+  RateLimit reject_log_{20, std::chrono::seconds(10)};
+  std::uint64_t conn_ids_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace ntp

@@ -1,0 +1,135 @@
+// ntp-server: the public side of the tunnel.
+#include <iostream>
+
+#include "common_server.hpp"
+#include "ntp/config.hpp"
+#include "ntp/daemon.hpp"
+#include "ntp/listener.hpp"
+#include "token_store.hpp"
+
+namespace {
+
+using namespace ntp;
+
+struct Flags {
+  std::string bind, config_file, token, log_level;
+  bool token_set = false;
+  bool check = false;
+};
+
+// Flags override the file (DESIGN: "a flag overrides the same setting from the file").
+ServerConfig build_config(const Flags& f) {
+  ServerConfig cfg = f.config_file.empty() ? ServerConfig{} : load_server_config(f.config_file);
+  std::vector<std::string> problems;
+  if (!f.bind.empty()) {
+    if (auto hp = parse_host_port(f.bind))
+      cfg.bind = *hp;
+    else
+      problems.push_back("--bind: expected \"host:port\", got \"" + f.bind + "\"");
+  }
+  if (!f.log_level.empty()) {
+    if (auto l = parse_log_level(f.log_level))
+      cfg.log_level = *l;
+    else
+      problems.push_back(
+          "--log-level: expected one of trace, debug, info, warn, error, critical, off, got \"" +
+          f.log_level + "\"");
+  }
+  if (f.token_set && f.token.empty()) problems.push_back("--token: expected a non-empty token");
+  if (auto env = env_token(); env && env->empty())
+    problems.push_back("NTP_TOKEN: expected a non-empty token, got an empty value");
+  if (!problems.empty()) throw ConfigError(problems);
+  return cfg;
+}
+
+// Precedence: --token, NTP_TOKEN, the file's token; nullopt when none is set.
+std::optional<std::string> configured_token(const Flags& f, const ServerConfig& cfg) {
+  if (f.token_set) return f.token;
+  if (auto env = env_token()) return env;
+  return cfg.token;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ntp-server: the public side of the ntp reverse tunnel", "ntp-server"};
+  Flags f;
+  app.add_option("--bind", f.bind, "HOST:PORT for clients to connect to (default 0.0.0.0:7000)");
+  app.add_option("-c,--config", f.config_file, "server.json");
+  app.add_option("--token", f.token, "the server-wide token (else NTP_TOKEN, the file, or a generated one)")
+      ->each([&](const std::string&) { f.token_set = true; });
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical or off");
+  app.add_flag("--check", f.check, "validate the configuration and that the bind port can be bound");
+  app.set_version_flag("--version", std::string("ntp-server ") + NTP_VERSION);
+  if (auto code = parse_command_line(app, argc, argv)) return *code;
+
+  ServerConfig cfg;
+  try {
+    cfg = build_config(f);
+  } catch (const ConfigError& e) {
+    for (auto& p : e.problems()) std::cerr << p << "\n";
+    return kExitConfig;
+  }
+  setup_logging(cfg.log_level);
+
+  std::string token;
+  auto configured = configured_token(f, cfg);
+  if (cfg.groups) {
+    if (configured)
+      spdlog::warn("ready groups are configured: the server-wide token is ignored; each group "
+                   "logs in with its own token");
+  } else if (configured) {
+    token = *configured;
+  }
+
+  asio::io_context io(1);
+  if (f.check) {
+    CommonServer probe(io.get_executor(), cfg, token);
+    try {
+      probe.listen();
+    } catch (const std::system_error& e) {
+      std::cerr << e.what() << "\n";
+      return kExitConfig;
+    }
+    std::cout << "ntp-server: configuration OK"
+              << (f.config_file.empty() ? "" : " (" + f.config_file + ")") << "\n";
+    return kExitOk;
+  }
+
+  // DESIGN: never unauthenticated. With no token anywhere, one is generated once.
+  if (!cfg.groups && !configured) {
+    try {
+      auto stored = load_or_create_token(state_directory());
+      token = stored.token;
+      if (stored.generated)
+        spdlog::warn("no token configured: generated token {} (stored in {}); give it to "
+                     "clients as their \"token\"",
+                     stored.token, stored.file.string());
+      else
+        spdlog::info("no token configured: using the token stored in {}", stored.file.string());
+    } catch (const std::exception& e) {
+      spdlog::error("cannot set up a token: {}", e.what());
+      return kExitRuntime;
+    }
+  }
+
+  CommonServer server(io.get_executor(), cfg, token);
+  try {
+    server.listen();
+  } catch (const std::system_error& e) {
+    spdlog::error("{}", e.what());
+    return kExitRuntime;
+  }
+  raise_open_files_limit();
+  spdlog::info("ntp-server {} starting ({})", NTP_VERSION,
+               cfg.groups ? fmt::format("ready groups: {}", cfg.groups->size()) : "open mode");
+
+  asio::co_spawn(io, server.run(), [](std::exception_ptr e) {
+    if (e) try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        spdlog::critical("bind port listener failed: {}", x.what());
+      }
+  });
+  return run_until_signalled(io, server.streams(), [&] { server.stop(); });
+}
