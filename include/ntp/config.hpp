@@ -38,7 +38,7 @@ struct ServerConfig {
   HostPort bind{"0.0.0.0", 7000};
   std::optional<std::string> token;  // the server-wide token (open mode)
   std::string proxy_bind_addr = "0.0.0.0";
-  std::vector<PortRange> allow_ports;  // empty: 1024-65535 but the bind port
+  std::vector<PortRange> allow_ports;                        // empty: 1024-65535 but the bind port
   std::optional<std::map<std::string, GroupConfig>> groups;  // present: ready groups only
   int heartbeat_timeout_s = 30;
   LogLevel log_level = spdlog::level::info;

@@ -11,12 +11,14 @@ namespace ntp {
 
 class ControlChannel {
  public:
+  static constexpr std::size_t kMaxQueued = 4096;  // messages waiting to be written
+
   explicit ControlChannel(tcp::socket socket);
 
   tcp::socket& socket() { return socket_; }
-  void send(const Message& m);                // queued; returns at once
-  awaitable<error_code> read(Message& out);   // one message; records when it came
-  awaitable<error_code> write_loop();         // until an error, close() or cancellation
+  void send(const Message& m);  // queued; returns at once; closes when the peer stops reading
+  awaitable<error_code> read(Message& out);  // one message; records when it came
+  awaitable<error_code> write_loop();        // until an error, close() or cancellation
   void close();
 
   steady_clock::time_point last_received() const { return last_received_; }

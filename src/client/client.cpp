@@ -41,11 +41,7 @@ void log_failure(const std::string& context, std::exception_ptr e) {
 }  // namespace
 
 Client::Client(asio::any_io_executor ex, ClientConfig config)
-    : ex_(ex),
-      cfg_(std::move(config)),
-      context_("group=" + cfg_.group),
-      retry_(ex),
-      streams_(ex) {}
+    : ex_(ex), cfg_(std::move(config)), context_("group=" + cfg_.group), retry_(ex), streams_(ex) {}
 
 awaitable<void> Client::run() {
   Backoff backoff;
@@ -143,9 +139,10 @@ awaitable<bool> Client::login(tcp::socket& sock, Session& out, std::string& why)
     co_return false;
   }
   if (welcome.heartbeat_timeout_s <= cfg_.heartbeat_interval_s)
-    spdlog::warn("{}: heartbeat_interval_s ({}) is not below the server's heartbeat_timeout_s "
-                 "({}): the server may drop this session between heartbeats",
-                 context_, cfg_.heartbeat_interval_s, welcome.heartbeat_timeout_s);
+    spdlog::warn(
+        "{}: heartbeat_interval_s ({}) is not below the server's heartbeat_timeout_s "
+        "({}): the server may drop this session between heartbeats",
+        context_, cfg_.heartbeat_interval_s, welcome.heartbeat_timeout_s);
   out.id = welcome.session;
   out.data_key = std::move(proofs.data_key);
   co_return true;

@@ -24,7 +24,8 @@ ClientConfig build_config(const Flags& f) {
     else
       problems.push_back("--server: expected \"host:port\", got \"" + f.server + "\"");
   } else if (!cfg.server) {
-    problems.push_back(f.config_file + ": server: expected \"host:port\" (or --server), got nothing");
+    problems.push_back(f.config_file +
+                       ": server: expected \"host:port\" (or --server), got nothing");
   } else if (cfg.server->port == 0) {
     problems.push_back(f.config_file + ": server: expected a port from 1 to 65535, got \"" +
                        cfg.server->str() + "\"");

@@ -19,8 +19,8 @@ std::optional<std::uint16_t> parse_port(std::string_view s) {
 bool valid_dns_or_ipv4(std::string_view h) {
   if (h.empty() || h.size() > 253) return false;
   return std::all_of(h.begin(), h.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
   });
 }
 

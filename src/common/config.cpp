@@ -133,15 +133,15 @@ json parse_document(std::string_view text, std::string_view label) {
   try {
     auto j = json::parse(text);
     if (!j.is_object())
-      throw ConfigError({std::string(label) + ": (top level): expected a JSON object, got " +
-                         shown(j)});
+      throw ConfigError(
+          {std::string(label) + ": (top level): expected a JSON object, got " + shown(j)});
     return j;
   } catch (const json::parse_error& e) {
     // e.what() carries "at line L, column C" for syntax errors.
     std::string what = e.what();
     auto pos = what.find("parse error");
-    throw ConfigError({std::string(label) + ": invalid JSON: " +
-                       (pos == std::string::npos ? what : what.substr(pos))});
+    throw ConfigError({std::string(label) +
+                       ": invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos))});
   }
 }
 
@@ -167,8 +167,8 @@ ConfigError::ConfigError(std::vector<std::string> problems)
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
   });
 }
 
@@ -181,8 +181,9 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   auto doc = parse_document(text, label);
   Checker c(label);
   ServerConfig cfg;
-  c.only_keys(doc, "", {"bind", "token", "proxy_bind_addr", "allow_ports", "groups",
-                        "heartbeat_timeout_s", "log_level"});
+  c.only_keys(doc, "",
+              {"bind", "token", "proxy_bind_addr", "allow_ports", "groups", "heartbeat_timeout_s",
+               "log_level"});
   if (doc.contains("bind"))
     if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
   if (doc.contains("token"))
@@ -198,7 +199,8 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
         cfg.proxy_bind_addr = *a;
     }
   }
-  if (doc.contains("allow_ports")) cfg.allow_ports = c.port_ranges(doc["allow_ports"], "allow_ports");
+  if (doc.contains("allow_ports"))
+    cfg.allow_ports = c.port_ranges(doc["allow_ports"], "allow_ports");
   if (doc.contains("heartbeat_timeout_s"))
     if (auto v = c.integer(doc["heartbeat_timeout_s"], "heartbeat_timeout_s", 1, 3600))
       cfg.heartbeat_timeout_s = static_cast<int>(*v);
@@ -214,8 +216,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
       for (auto& [name, g] : groups.items()) {
         auto path = "groups." + name;
         if (!valid_name(name))
-          c.problem(path, "a group name of 1 to 64 characters from A-Z a-z 0-9 _ . -",
-                    json(name));
+          c.problem(path, "a group name of 1 to 64 characters from A-Z a-z 0-9 _ . -", json(name));
         if (!g.is_object()) {
           c.problem(path, "an object with \"token\"", g);
           continue;
@@ -250,8 +251,9 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
   auto doc = parse_document(text, label);
   Checker c(label);
   ClientConfig cfg;
-  c.only_keys(doc, "", {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps",
-                        "log_level"});
+  c.only_keys(
+      doc, "",
+      {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps", "log_level"});
   if (doc.contains("server"))
     if (auto hp = c.host_port(doc["server"], "server")) cfg.server = *hp;
   if (!doc.contains("group"))
@@ -353,10 +355,10 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
         app.remote_port = static_cast<std::uint16_t>(*p);
         if (*p != 0) {
           if (auto [it, fresh] = ports.emplace(app.remote_port, i); !fresh) {
-            c.problem(path + ".remote_port",
-                      "a port no other app uses (apps[" + std::to_string(it->second) +
-                          "] has it too)",
-                      a["remote_port"]);
+            c.problem(
+                path + ".remote_port",
+                "a port no other app uses (apps[" + std::to_string(it->second) + "] has it too)",
+                a["remote_port"]);
             ok = false;
           }
         }

@@ -7,6 +7,11 @@ ControlChannel::ControlChannel(tcp::socket socket)
 
 void ControlChannel::send(const Message& m) {
   if (closed_) return;
+  // A peer that sends but never reads would grow the queue without bound.
+  if (queue_.size() >= kMaxQueued) {
+    close();
+    return;
+  }
   queue_.push_back(encode(m));
   wake_.cancel();
 }

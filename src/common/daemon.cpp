@@ -55,7 +55,13 @@ int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::functio
             io.stop();
         });
       },
-      asio::detached);
+      [](std::exception_ptr e) {
+        if (e) try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& x) {
+            spdlog::critical("shutdown failed: {}", x.what());
+          }
+      });
   io.run();
   spdlog::info("stopped");
   return kExitOk;

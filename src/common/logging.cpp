@@ -21,8 +21,8 @@ std::optional<LogLevel> parse_log_level(std::string_view name) {
 
 void setup_logging(LogLevel level) {
   // Unsynchronised sink: each daemon logs from its one loop thread.
-  auto logger = std::make_shared<spdlog::logger>(
-      "ntp", std::make_shared<spdlog::sinks::stderr_sink_st>());
+  auto logger =
+      std::make_shared<spdlog::logger>("ntp", std::make_shared<spdlog::sinks::stderr_sink_st>());
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %-5l %v");
   logger->set_level(level);
   logger->flush_on(spdlog::level::trace);

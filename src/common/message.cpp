@@ -50,7 +50,9 @@ json to_json(const Message& m) {
     json operator()(const msg::DataLogin& x) const {
       return {{"type", "data"}, {"session", x.session}, {"nonce", x.nonce}, {"proof", x.proof}};
     }
-    json operator()(const msg::DataOk& x) const { return {{"type", "data_ok"}, {"proof", x.proof}}; }
+    json operator()(const msg::DataOk& x) const {
+      return {{"type", "data_ok"}, {"proof", x.proof}};
+    }
     json operator()(const msg::Register& x) const {
       json apps = json::array();
       for (auto& a : x.apps) apps.push_back({{"name", a.name}, {"remote_port", a.remote_port}});
@@ -101,7 +103,9 @@ bool decode_apps(const json& j, std::vector<json>& out, std::string& error) {
 
 }  // namespace
 
-std::string encode(const Message& m) { return to_json(m).dump(); }
+std::string encode(const Message& m) {
+  return to_json(m).dump();
+}
 
 bool decode(std::string_view body, Message& out, std::string& error) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -144,8 +148,7 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     for (auto& a : apps) {
       Reader ar{a, error};
       msg::AppRequest req;
-      if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535))
-        return false;
+      if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535)) return false;
       m.apps.push_back(std::move(req));
     }
     out = std::move(m);

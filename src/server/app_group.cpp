@@ -136,8 +136,7 @@ void AppGroup::add_data_connection(tcp::socket s) {
   idle_.push_back(std::move(s));
 }
 
-awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(
-    steady_clock::duration limit) {
+awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(steady_clock::duration limit) {
   auto self = shared_from_this();
   if (closed_) co_return std::nullopt;
   if (!idle_.empty()) {
@@ -222,7 +221,8 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
     std::vector<std::uint16_t> ports;
     for (auto& range : allowed)
       for (std::uint32_t p = range.first; p <= range.last; ++p)
-        if (permitted(static_cast<std::uint16_t>(p))) ports.push_back(static_cast<std::uint16_t>(p));
+        if (permitted(static_cast<std::uint16_t>(p)))
+          ports.push_back(static_cast<std::uint16_t>(p));
     ec = asio::error::address_in_use;
     if (!ports.empty()) {
       std::size_t start = std::random_device{}() % ports.size();

@@ -12,9 +12,9 @@
 namespace ntp {
 namespace {
 
-constexpr auto kDataWait = std::chrono::seconds(10);  // for the client to dial back
+constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial back
 constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
-constexpr int kStaleRetries = 3;  // idle data connections that died unnoticed
+constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
 
 // One user, from accept to the end of its stream.
 awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp::socket user) {

@@ -123,8 +123,8 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(tcp::socket& s, const s
       co_await write_error(s, fmt::format("unsupported protocol version {}; this server speaks "
                                           "version {}",
                                           version, kProtocolVersion));
-      reject(peer, fmt::format("protocol version {} (this server speaks {})", version,
-                               kProtocolVersion));
+      reject(peer,
+             fmt::format("protocol version {} (this server speaks {})", version, kProtocolVersion));
     } else if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
       reject(peer, ec.message());
     }
@@ -188,8 +188,8 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
           s, fmt::format("group '{}' is already logged in from {}", login.group, holder));
       co_return nullptr;
     }
-    spdlog::warn("{}: old session from {} did not answer a probe within 2 s; replacing it",
-                 context, old->peer());
+    spdlog::warn("{}: old session from {} did not answer a probe within 2 s; replacing it", context,
+                 old->peer());
     old->close("replaced by a new login (it did not answer the probe)");
   }
   if (stopping_) co_return nullptr;

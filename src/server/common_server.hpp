@@ -41,8 +41,8 @@ class CommonServer {
   awaitable<std::shared_ptr<AppGroup>> admit_control(tcp::socket& s, const std::string& peer,
                                                      const msg::Login& login,
                                                      const std::string& server_nonce);
-  awaitable<void> admit_data(tcp::socket& s, const std::string& peer,
-                             const msg::DataLogin& login, const std::string& server_nonce);
+  awaitable<void> admit_data(tcp::socket& s, const std::string& peer, const msg::DataLogin& login,
+                             const std::string& server_nonce);
   const std::string* token_for(const std::string& group) const;
   void reject(const std::string& peer, const std::string& why);
 
@@ -51,9 +51,9 @@ class CommonServer {
   std::string open_token_;
   tcp::acceptor acceptor_;
   LiveStreams streams_;
-  std::map<std::string, std::shared_ptr<AppGroup>> groups_;      // by group name
-  std::map<std::string, std::weak_ptr<AppGroup>> sessions_;      // by session id
-  std::list<tcp::socket*> unauthenticated_;  // closed by stop()
+  std::map<std::string, std::shared_ptr<AppGroup>> groups_;  // by group name
+  std::map<std::string, std::weak_ptr<AppGroup>> sessions_;  // by session id
+  std::list<tcp::socket*> unauthenticated_;                  // closed by stop()
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
   bool stopping_ = false;

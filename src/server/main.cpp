@@ -56,10 +56,12 @@ int main(int argc, char** argv) {
   Flags f;
   app.add_option("--bind", f.bind, "HOST:PORT for clients to connect to (default 0.0.0.0:7000)");
   app.add_option("-c,--config", f.config_file, "server.json");
-  app.add_option("--token", f.token, "the server-wide token (else NTP_TOKEN, the file, or a generated one)")
+  app.add_option("--token", f.token,
+                 "the server-wide token (else NTP_TOKEN, the file, or a generated one)")
       ->each([&](const std::string&) { f.token_set = true; });
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical or off");
-  app.add_flag("--check", f.check, "validate the configuration and that the bind port can be bound");
+  app.add_flag("--check", f.check,
+               "validate the configuration and that the bind port can be bound");
   app.set_version_flag("--version", std::string("ntp-server ") + NTP_VERSION);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
 
@@ -76,8 +78,9 @@ int main(int argc, char** argv) {
   auto configured = configured_token(f, cfg);
   if (cfg.groups) {
     if (configured)
-      spdlog::warn("ready groups are configured: the server-wide token is ignored; each group "
-                   "logs in with its own token");
+      spdlog::warn(
+          "ready groups are configured: the server-wide token is ignored; each group "
+          "logs in with its own token");
   } else if (configured) {
     token = *configured;
   }
@@ -102,9 +105,10 @@ int main(int argc, char** argv) {
       auto stored = load_or_create_token(state_directory());
       token = stored.token;
       if (stored.generated)
-        spdlog::warn("no token configured: generated token {} (stored in {}); give it to "
-                     "clients as their \"token\"",
-                     stored.token, stored.file.string());
+        spdlog::warn(
+            "no token configured: generated token {} (stored in {}); give it to "
+            "clients as their \"token\"",
+            stored.token, stored.file.string());
       else
         spdlog::info("no token configured: using the token stored in {}", stored.file.string());
     } catch (const std::exception& e) {
