@@ -12,24 +12,6 @@ namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
 
-// Keeps a socket where close_pool() and stop() can reach it, until released.
-class Tracked {
- public:
-  Tracked(std::list<tcp::socket*>& list, tcp::socket& s)
-      : list_(&list), it_(list.insert(list.end(), &s)) {}
-  ~Tracked() { release(); }
-  Tracked(const Tracked&) = delete;
-  Tracked& operator=(const Tracked&) = delete;
-  void release() {
-    if (list_) list_->erase(it_);
-    list_ = nullptr;
-  }
-
- private:
-  std::list<tcp::socket*>* list_;
-  std::list<tcp::socket*>::iterator it_;
-};
-
 void log_failure(const std::string& context, std::exception_ptr e) {
   if (e) try {
       std::rethrow_exception(e);
@@ -64,12 +46,7 @@ void Client::stop() {
   if (connecting_) connecting_->close(ignored);
   if (control_) control_->close();
   retry_.cancel();
-  close_pool();
-}
-
-void Client::close_pool() {
-  error_code ignored;  // the server may have closed them first
-  for (auto* s : pool_) s->close(ignored);
+  pool_.close_all();
 }
 
 awaitable<std::string> Client::session(bool& logged_in) {
@@ -105,7 +82,7 @@ awaitable<std::string> Client::session(bool& logged_in) {
   }
   session_.reset();
   remote_ports_.clear();
-  close_pool();
+  pool_.close_all();
   control_->close();
   control_.reset();
   co_return why;
@@ -230,7 +207,7 @@ awaitable<bool> Client::data_login(tcp::socket& sock, const Session& s) {
 
 awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
   tcp::socket sock(ex_);
-  Tracked tracked(pool_, sock);
+  SocketSet::Entry tracked(pool_, sock);
   auto ok = co_await with_timeout(data_login(sock, *s), kHandshakeTimeout);
   if (!ok || !*ok) {
     if (session_ == s) spdlog::debug("{}: a data connection could not be set up", context_);

@@ -2,7 +2,6 @@
 // reconnects with backoff, keeps a pool of data connections and serves dial-backs.
 #pragma once
 
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,6 +9,7 @@
 #include "ntp/config.hpp"
 #include "ntp/control_channel.hpp"
 #include "ntp/live_streams.hpp"
+#include "ntp/socket_set.hpp"
 
 namespace ntp {
 
@@ -43,7 +43,6 @@ class Client {
   void dial(std::size_t n);
   awaitable<void> data_connection(std::shared_ptr<const Session> s);
   awaitable<bool> data_login(tcp::socket& sock, const Session& s);
-  void close_pool();
 
   asio::any_io_executor ex_;
   ClientConfig cfg_;
@@ -51,7 +50,7 @@ class Client {
   std::unique_ptr<ControlChannel> control_;
   tcp::socket* connecting_ = nullptr;  // the control socket before login, for stop()
   std::shared_ptr<const Session> session_;
-  std::list<tcp::socket*> pool_;  // data connections dialing or idle; not yet serving
+  SocketSet pool_;  // data connections dialing or idle; not yet serving
   std::map<std::string, std::uint16_t> remote_ports_;
   asio::steady_timer retry_;
   LiveStreams streams_;

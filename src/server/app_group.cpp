@@ -121,6 +121,7 @@ void AppGroup::close(const std::string& why) {
   idle_.clear();
   for (auto* w : waiters_) w->wake.cancel();  // they see no data connection and close
   waiters_.clear();
+  starting_.close_all();
 }
 
 void AppGroup::add_data_connection(tcp::socket s) {

@@ -11,6 +11,7 @@
 
 #include "ntp/config.hpp"
 #include "ntp/control_channel.hpp"
+#include "ntp/socket_set.hpp"
 
 namespace ntp {
 
@@ -47,6 +48,9 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   // The data-connection pool.
   void add_data_connection(tcp::socket s);
   awaitable<std::optional<tcp::socket>> take_data_connection(steady_clock::duration limit);
+  // Data connections between "start" and the client's answer belong to the
+  // session: close() closes them, so their users are closed at once too.
+  SocketSet& starting() { return starting_; }
 
  private:
   struct Waiter {
@@ -67,6 +71,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   std::vector<std::unique_ptr<AppServer>> apps_;
   std::deque<tcp::socket> idle_;
   std::list<Waiter*> waiters_;
+  SocketSet starting_;  // data connections told to start, awaiting the client's answer
   std::string end_reason_;
   bool closed_ = false;
 };

@@ -34,6 +34,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
                                    : "no data connection from the client within 10 s");
       co_return;
     }
+    SocketSet::Entry starting(group->starting(), *data);
     const Message start = msg::Start{app, conn};
     if (co_await write_message(*data, start)) {
       data.reset();  // went stale while idle in the pool: try the next one
@@ -43,6 +44,10 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
     msg::Connected ok;
     auto r = co_await with_timeout(expect_message(*data, buf, ok, &peer_error), kLocalWait);
     if (r && !*r) break;
+    if (group->closed()) {
+      spdlog::warn("{}: closing user {}: the client's session has ended", context, user_peer);
+      co_return;
+    }
     if (!peer_error.empty()) {
       spdlog::warn("{}: closing user {}: the client cannot reach the local app: {}", context,
                    user_peer, peer_error);

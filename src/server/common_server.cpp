@@ -12,20 +12,6 @@ namespace {
 
 constexpr auto kProbeLimit = std::chrono::seconds(2);
 
-// Keeps an unauthenticated socket where stop() can reach it.
-class Unauthenticated {
- public:
-  Unauthenticated(std::list<tcp::socket*>& list, tcp::socket& s)
-      : list_(list), it_(list.insert(list.end(), &s)) {}
-  ~Unauthenticated() { list_.erase(it_); }
-  Unauthenticated(const Unauthenticated&) = delete;
-  Unauthenticated& operator=(const Unauthenticated&) = delete;
-
- private:
-  std::list<tcp::socket*>& list_;
-  std::list<tcp::socket*>::iterator it_;
-};
-
 std::string peer_of(const tcp::socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -80,7 +66,7 @@ void CommonServer::stop() {
   stopping_ = true;
   error_code ignored;  // already closed is fine
   acceptor_.close(ignored);
-  for (auto* s : unauthenticated_) s->close(ignored);
+  unauthenticated_.close_all();
   auto groups = groups_;  // close() may end sessions that erase themselves
   for (auto& [name, g] : groups) g->close("server shutting down");
 }
@@ -102,7 +88,7 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
   const auto peer = peer_of(s);
   std::optional<std::shared_ptr<AppGroup>> group;
   {
-    Unauthenticated guard(unauthenticated_, s);
+    SocketSet::Entry guard(unauthenticated_, s);
     group = co_await with_timeout(admit(s, peer), kHandshakeTimeout);
   }
   if (!group) {

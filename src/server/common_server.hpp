@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +11,7 @@
 #include "ntp/live_streams.hpp"
 #include "ntp/logging.hpp"
 #include "ntp/message.hpp"
+#include "ntp/socket_set.hpp"
 
 namespace ntp {
 
@@ -53,7 +53,7 @@ class CommonServer {
   LiveStreams streams_;
   std::map<std::string, std::shared_ptr<AppGroup>> groups_;  // by group name
   std::map<std::string, std::weak_ptr<AppGroup>> sessions_;  // by session id
-  std::list<tcp::socket*> unauthenticated_;                  // closed by stop()
+  SocketSet unauthenticated_;                                // closed by stop()
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
   bool stopping_ = false;

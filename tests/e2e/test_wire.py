@@ -1,0 +1,257 @@
+"""What a socket on the bind port sees (docs/protocol.md): garbage closed at
+once, wrong version answered, silent peers timed out, the login and data
+handshakes proven, recorded handshakes not replayable."""
+
+import json
+import os
+import secrets
+import select
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+SILENT_PEERS = 200
+
+
+def first_frame(data):
+    """(frame bytes, parsed frame) of the first frame after the prefix."""
+    if len(data) < 9 or data[:5] != h.MAGIC:
+        return None, None
+    n = int.from_bytes(data[5:9], "big")
+    if len(data) < 9 + n:
+        return None, None
+    return bytes(data[5:9 + n]), json.loads(data[9:9 + n])
+
+
+class WireTest(h.TunnelTestCase):
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server(self.server_config())
+        self.bind = self.server.bind_port
+
+    def assert_closed_fast(self, payload, what, bound=h.GARBAGE_CLOSE_S):
+        with h.connect(self.bind) as s:
+            s.sendall(payload)
+            h.wait_closed(s, bound, what)
+
+    def assert_refused_handshake(self, sock, what):
+        """The server answers with an error frame or nothing, then closes."""
+        try:
+            frame = h.recv_frame(sock, timeout=h.HANDSHAKE_TIMEOUT_S + 1)
+        except (AssertionError, ConnectionResetError):
+            frame = None  # closed without a word
+        if frame is not None:
+            self.assertEqual(frame.get("type"), "error", f"{what}: got {frame}")
+        h.wait_closed(sock, 1.0, what)
+
+    def tunnel(self, server_port=None):
+        echo = self.echo_server()
+        remote = h.free_port()
+        client = self.start_client(self.client_config(
+            server_port or self.bind, [h.app("ssh", echo.port, remote)], token=self.server.token))
+        self.wait_login(client)
+        self.assertEqual(self.wait_app(client, "ssh"), remote)
+        return client, remote
+
+    # -- garbage --------------------------------------------------------
+
+    def test_http_request_closed_at_once(self):
+        self.assert_closed_fast(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP request")
+        self.server.wait_log(h.LOG_SERVER_REJECTED)
+
+    def test_random_bytes_closed_at_once(self):
+        # Not 'N' (the magic) and not 0x16 (a future TLS ClientHello).
+        first = bytes([secrets.choice([b for b in range(256) if b not in (0x4E, 0x16)])])
+        self.assert_closed_fast(first + os.urandom(63), "random bytes")
+
+    def test_wrong_magic_closed_without_waiting_for_five_bytes(self):
+        self.assert_closed_fast(b"NTPX", "4 bytes with a wrong last magic byte")
+        self.assert_closed_fast(b"X", "a single wrong byte")
+
+    def test_wrong_version_gets_error_frame(self):
+        with h.connect(self.bind) as s:
+            s.sendall(b"NTPT\x02")
+            start = time.monotonic()
+            frame = h.recv_frame(s, timeout=h.GARBAGE_CLOSE_S)
+            self.assertEqual(frame.get("type"), "error", frame)
+            self.assertRegex(frame.get("message", ""), r"version.*\b1\b|\b1\b.*version",
+                             "error should name the supported version")
+            h.wait_closed(s, max(0.05, start + h.GARBAGE_CLOSE_S - time.monotonic()),
+                          "connection after the version error")
+
+    def test_rejections_are_logged_but_rate_limited(self):
+        count = 100
+        for _ in range(count):
+            self.assert_closed_fast(b"GET / HTTP/1.0\r\n\r\n", "HTTP request")
+        self.server.wait_log(h.LOG_SERVER_REJECTED)
+        lines = self.server.count(h.LOG_SERVER_REJECTED)
+        self.assertLess(lines, count, f"{count} rejections logged {lines} lines: no rate limit")
+
+    # -- frames after the prefix -----------------------------------------
+
+    def test_oversized_frame_closes(self):
+        with h.connect(self.bind) as s:
+            s.sendall(h.MAGIC)
+            self.assertEqual(h.recv_frame(s)["type"], "challenge")
+            s.sendall((h.FRAME_CAP + 1).to_bytes(4, "big") + b"{" * 1024)
+            h.wait_closed(s, 2.0, "connection after a frame above the cap")
+
+    def test_frame_that_is_not_a_json_object_closes(self):
+        for body in (b"hello", b"[1,2,3]", b'{"no_type":1}'):
+            with h.connect(self.bind) as s:
+                s.sendall(h.MAGIC)
+                self.assertEqual(h.recv_frame(s)["type"], "challenge")
+                s.sendall(len(body).to_bytes(4, "big") + body)
+                self.assert_refused_handshake(s, f"frame {body!r}")
+
+    def test_silent_connections_do_not_block_login_and_time_out(self):
+        silent = []
+        self.addCleanup(lambda: [s.close() for s in silent])
+        opened = time.monotonic()
+        for i in range(SILENT_PEERS):
+            s = h.connect(self.bind)
+            if i % 2:
+                s.sendall(h.MAGIC)  # half stop right after the prefix
+            silent.append(s)
+
+        start = time.monotonic()
+        client, remote = self.tunnel()
+        self.assert_echo(remote)
+        self.assertLess(time.monotonic() - start, h.STEP_S)
+
+        # Every one of them is closed by the 5 s handshake deadline.
+        pending = set(silent)
+        deadline = opened + h.HANDSHAKE_TIMEOUT_S + 2
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail(f"{len(pending)} of {SILENT_PEERS} silent connections still open "
+                          f"{h.HANDSHAKE_TIMEOUT_S + 2:.0f} s after they were opened")
+            ready, _, _ = select.select(list(pending), [], [], min(left, 0.2))
+            for s in ready:
+                try:
+                    if s.recv(65536):
+                        continue  # the challenge: keep waiting for the close
+                except OSError:
+                    pass
+                pending.discard(s)
+        self.assert_echo(remote)
+
+    # -- login ----------------------------------------------------------
+
+    def raw_login(self, group, token):
+        s = h.connect(self.bind)
+        self.addCleanup(s.close)
+        s.sendall(h.MAGIC)
+        challenge = h.recv_frame(s)
+        self.assertEqual(challenge.get("type"), "challenge", challenge)
+        ns = challenge["nonce"]
+        self.assertRegex(ns, r"^[0-9a-f]{64}$", "server nonce: 32 bytes, hex")
+        nc = secrets.token_hex(32)
+        h.send_frame(s, {"type": "login", "group": group, "nonce": nc,
+                         "proof": h.proof(token, "ntp1 client", group, nc, ns)})
+        return s, nc, ns
+
+    def test_raw_login_register_ping_need_data(self):
+        server = self.start_server(self.server_config(heartbeat_timeout_s=7))
+        token = server.token
+        self.bind = server.bind_port
+        s, nc, ns = self.raw_login("raw", token)
+        welcome = h.recv_frame(s)
+        self.assertEqual(welcome.get("type"), "welcome", welcome)
+        self.assertEqual(welcome.get("proof"), h.proof(token, "ntp1 server", "raw", nc, ns),
+                         "server proof")
+        self.assertRegex(welcome.get("session", ""), r"^[0-9a-f]{32}$")
+        self.assertEqual(welcome.get("heartbeat_timeout_s"), 7)
+        server.wait_log(h.rx(h.LOG_SERVER_LOGIN, group="raw"))
+
+        remote = h.free_port()
+        h.send_frame(s, {"type": "register", "apps": [{"name": "raw", "remote_port": remote},
+                                                       {"name": "low", "remote_port": 80}]})
+        registered = h.recv_frame(s)
+        self.assertEqual(registered.get("type"), "registered", registered)
+        apps = registered.get("apps", [])
+        self.assertEqual([a.get("name") for a in apps], ["raw", "low"], registered)
+        self.assertEqual(apps[0].get("remote_port"), remote, registered)
+        self.assertIn("error", apps[1], registered)
+
+        h.send_frame(s, {"type": "ping"})
+        self.assertEqual(h.recv_frame(s).get("type"), "pong")
+
+        with h.connect(remote):
+            need = h.recv_frame(s)
+            self.assertEqual(need.get("type"), "need_data", need)
+            self.assertGreaterEqual(need.get("count", 0), 1, need)
+
+        s.close()  # the session ends: its port is freed
+        h.wait_port_refused(remote, timeout=2.0)
+
+    def test_raw_register_duplicate_name(self):
+        # The client's config check forbids duplicate names, so only a raw
+        # peer can send them: the server refuses the second, binds the first.
+        s, nc, ns = self.raw_login("raw", self.server.token)
+        self.assertEqual(h.recv_frame(s).get("type"), "welcome")
+        first, second = h.free_port(), h.free_port()
+        h.send_frame(s, {"type": "register", "apps": [{"name": "a", "remote_port": first},
+                                                       {"name": "a", "remote_port": second}]})
+        registered = h.recv_frame(s)
+        apps = registered.get("apps", [])
+        self.assertEqual(len(apps), 2, registered)
+        self.assertEqual(apps[0].get("remote_port"), first, registered)
+        self.assertRegex(apps[1].get("error", ""), h.REASON_DUPLICATE, registered)
+        self.assertTrue(h.is_refused(second))
+
+    def test_raw_login_wrong_proof(self):
+        s, nc, ns = self.raw_login("raw", self.token("wrong"))
+        self.assert_refused_handshake(s, "login with a wrong proof")
+        self.server.wait_log(h.rx(h.LOG_SERVER_AUTH_FAILED, group="raw"))
+
+    def test_recorded_handshakes_cannot_be_replayed(self):
+        proxy = h.RecordingProxy(self.bind)
+        self.addCleanup(proxy.close)
+        client, remote = self.tunnel(server_port=proxy.port)
+        self.assert_echo(remote)
+        h.wait_until(lambda: len(proxy.sent) >= 2 and first_frame(proxy.sent[1])[1],
+                     h.STEP_S, "a data connection through the recording proxy")
+        login_bytes, login = first_frame(proxy.sent[0])
+        data_bytes, data = first_frame(proxy.sent[1])
+        self.assertEqual(login.get("type"), "login", login)
+        self.assertEqual(data.get("type"), "data", data)
+        for rec in proxy.sent:
+            self.assertNotIn(self.server.token.encode(), bytes(rec), "the token crossed the wire")
+
+        with self.subTest("replayed data handshake, session still live"):
+            with h.connect(self.bind) as s:
+                s.sendall(h.MAGIC)
+                h.recv_frame(s)  # a fresh challenge
+                s.sendall(data_bytes)
+                self.assert_refused_handshake(s, "replayed data handshake")
+
+        with self.subTest("forged data handshake naming the live session"):
+            with h.connect(self.bind) as s:
+                s.sendall(h.MAGIC)
+                h.recv_frame(s)
+                h.send_frame(s, {"type": "data", "session": data["session"],
+                                 "nonce": secrets.token_hex(32), "proof": secrets.token_hex(32)})
+                self.assert_refused_handshake(s, "forged data handshake")
+            self.assert_echo(remote)  # real users still get real data connections
+
+        with self.subTest("replayed login"):
+            self.assertEqual(client.stop(), 0)
+            h.wait_port_refused(remote, timeout=2.0)
+            since = self.server.mark()
+            with h.connect(self.bind) as s:
+                s.sendall(h.MAGIC)
+                h.recv_frame(s)
+                s.sendall(login_bytes)
+                self.assert_refused_handshake(s, "replayed login")
+            self.server.wait_log(h.rx(h.LOG_SERVER_AUTH_FAILED, group=login["group"]), since=since)
+            self.assertIsNone(self.server.find(h.rx(h.LOG_SERVER_LOGIN, group=login["group"]),
+                                               since=since))
+
+
+if __name__ == "__main__":
+    unittest.main()
