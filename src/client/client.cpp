@@ -220,7 +220,9 @@ awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
   if (ec || session_ != s) co_return;  // the session ended, or the server let it go
   auto* start = std::get_if<msg::Start>(&m);
   if (!start) co_return;
-  dial(1);  // refill the pool before serving
+  // Refill the pool before serving, but only up to its size: connections dialed
+  // for a burst of users (need_data) are not replaced once used.
+  if (pool_.size() < kPoolSize) dial(1);
   auto app = std::find_if(cfg_.apps.begin(), cfg_.apps.end(),
                           [&](const LocalApp& a) { return a.name == start->app; });
   if (app == cfg_.apps.end()) {

@@ -228,11 +228,15 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
         else if (auto t = c.nonempty_string(g["token"], path + ".token"))
           gc.token = *t;
         if (g.contains("allow_ports")) {
-          gc.allow_ports = c.port_ranges(g["allow_ports"], path + ".allow_ports");
-          for (std::size_t i = 0; i < gc.allow_ports.size(); ++i) {
-            if (!cfg.allow_ports.empty() && !covered_by(cfg.allow_ports, gc.allow_ports[i]))
+          const auto& list = g["allow_ports"];
+          gc.allow_ports = c.port_ranges(list, path + ".allow_ports");
+          // Indexed by the file's entries: a malformed one must not shift the others.
+          for (std::size_t i = 0; list.is_array() && i < list.size(); ++i) {
+            auto r =
+                list[i].is_string() ? parse_port_range(list[i].get<std::string>()) : std::nullopt;
+            if (r && !cfg.allow_ports.empty() && !covered_by(cfg.allow_ports, *r))
               c.problem(path + ".allow_ports[" + std::to_string(i) + "]",
-                        "ports within the server-wide allow_ports", g["allow_ports"][i]);
+                        "ports within the server-wide allow_ports", list[i]);
           }
         }
         if (g.contains("max_apps"))

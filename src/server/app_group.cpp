@@ -12,7 +12,6 @@ namespace ntp {
 namespace {
 
 constexpr std::size_t kMaxIdleData = 64;  // more idle data connections than this are closed
-constexpr std::size_t kLowWater = 2;      // ask for more before the pool runs dry
 
 std::string describe(const std::vector<PortRange>& ranges) {
   std::string out;
@@ -143,7 +142,6 @@ awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(steady_cloc
   if (!idle_.empty()) {
     auto s = std::move(idle_.front());
     idle_.pop_front();
-    if (idle_.size() < kLowWater) control_.send(msg::NeedData{1});
     co_return std::move(s);
   }
   Waiter w{asio::steady_timer(control_.socket().get_executor(), limit), std::nullopt};
