@@ -2,7 +2,11 @@
 
 find_program(CCACHE_PROGRAM ccache)
 if(CCACHE_PROGRAM)
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+  # Without this sloppiness ccache refuses every compile that uses a precompiled
+  # header (all of ours); base_dir lets another checkout reuse the cache.
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      env CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+      CCACHE_BASEDIR=${CMAKE_SOURCE_DIR} ${CCACHE_PROGRAM})
 endif()
 
 option(NTP_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
