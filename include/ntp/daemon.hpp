@@ -5,10 +5,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "ntp/live_streams.hpp"
+#include "ntp/logging.hpp"
 
 namespace ntp {
 
@@ -20,6 +22,17 @@ inline constexpr auto kShutdownGrace = std::chrono::seconds(3);
 // Parses argv; returns the exit code when the program must stop now (--help and
 // --version print to stdout and give 0; usage errors print to stderr and give 2).
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv);
+
+// A co_spawn completion handler that logs an escaped exception under `context`
+// (the data path reports errors as values; this catches what should never be).
+struct LogFailure {
+  std::string context;
+  void operator()(std::exception_ptr e) const;
+};
+
+// Applies --log-level over the file's level, or records the problem.
+void override_log_level(const std::string& flag, LogLevel& level,
+                        std::vector<std::string>& problems);
 
 // Runs `io` on this thread until a signal has stopped the daemon: `stop` closes
 // listeners and sessions, live streams get kShutdownGrace to finish, the rest are

@@ -5,20 +5,13 @@
 #include "backoff.hpp"
 #include "local_app.hpp"
 #include "ntp/auth.hpp"
+#include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
 
 namespace ntp {
 namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
-
-void log_failure(const std::string& context, std::exception_ptr e) {
-  if (e) try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      spdlog::error("{}: {}", context, x.what());
-    }
-}
 
 }  // namespace
 
@@ -184,8 +177,7 @@ awaitable<void> Client::heartbeat(std::string& why) {
 
 void Client::dial(std::size_t n) {
   for (std::size_t i = 0; i < n && session_ && pool_.size() < kMaxPool; ++i)
-    asio::co_spawn(ex_, data_connection(session_),
-                   [ctx = context_](std::exception_ptr e) { log_failure(ctx, e); });
+    asio::co_spawn(ex_, data_connection(session_), LogFailure{context_ + ": data connection"});
 }
 
 awaitable<bool> Client::data_login(tcp::socket& sock, const Session& s) {

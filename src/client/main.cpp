@@ -30,14 +30,7 @@ ClientConfig build_config(const Flags& f) {
     problems.push_back(f.config_file + ": server: expected a port from 1 to 65535, got \"" +
                        cfg.server->str() + "\"");
   }
-  if (!f.log_level.empty()) {
-    if (auto l = parse_log_level(f.log_level))
-      cfg.log_level = *l;
-    else
-      problems.push_back(
-          "--log-level: expected one of trace, debug, info, warn, error, critical, off, got \"" +
-          f.log_level + "\"");
-  }
+  override_log_level(f.log_level, cfg.log_level, problems);
   if (!problems.empty()) throw ConfigError(problems);
   return cfg;
 }
@@ -72,12 +65,6 @@ int main(int argc, char** argv) {
 
   asio::io_context io(1);
   Client client(io.get_executor(), std::move(cfg));
-  asio::co_spawn(io, client.run(), [](std::exception_ptr e) {
-    if (e) try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        spdlog::critical("client failed: {}", x.what());
-      }
-  });
+  asio::co_spawn(io, client.run(), LogFailure{"client failed"});
   return run_until_signalled(io, client.streams(), [&] { client.stop(); });
 }

@@ -26,6 +26,26 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
   return std::nullopt;
 }
 
+void LogFailure::operator()(std::exception_ptr e) const {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    spdlog::error("{}: {}", context, x.what());
+  }
+}
+
+void override_log_level(const std::string& flag, LogLevel& level,
+                        std::vector<std::string>& problems) {
+  if (flag.empty()) return;
+  if (auto l = parse_log_level(flag))
+    level = *l;
+  else
+    problems.push_back(
+        "--log-level: expected one of trace, debug, info, warn, error, critical, off, got \"" +
+        flag + "\"");
+}
+
 int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished is an error code, not a signal
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -55,13 +75,7 @@ int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::functio
             io.stop();
         });
       },
-      [](std::exception_ptr e) {
-        if (e) try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& x) {
-            spdlog::critical("shutdown failed: {}", x.what());
-          }
-      });
+      LogFailure{"shutdown"});
   io.run();
   spdlog::info("stopped");
   return kExitOk;

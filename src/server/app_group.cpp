@@ -6,6 +6,7 @@
 
 #include "app_server.hpp"
 #include "common_server.hpp"
+#include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
 
 namespace ntp {
@@ -47,7 +48,8 @@ awaitable<void> AppGroup::run() {
   } else {
     control_.send(register_apps(req));
     for (auto& app : apps_)
-      asio::co_spawn(control_.socket().get_executor(), app->run(self), [](std::exception_ptr) {});
+      asio::co_spawn(control_.socket().get_executor(), app->run(self),
+                     LogFailure{app->context() + ": accept loop"});
     auto ended = co_await (read_loop() || control_.write_loop() || watchdog());
     if (ended.index() == 1) {
       auto ec = std::get<1>(ended);

@@ -5,6 +5,7 @@
 #include "app_group.hpp"
 #include "common_server.hpp"
 #include "ntp/address.hpp"
+#include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
 #include "ntp/message.hpp"
 #include "ntp/splice.hpp"
@@ -87,13 +88,7 @@ awaitable<void> AppServer::run(std::shared_ptr<AppGroup> group) {
   while (auto user = co_await accept_next(acceptor_, context_)) {
     if (group->closed()) break;
     asio::co_spawn(ex, serve_user(group, name_, std::move(*user)),
-                   [ctx = context_](std::exception_ptr e) {
-                     if (e) try {
-                         std::rethrow_exception(e);
-                       } catch (const std::exception& x) {
-                         spdlog::error("{}: user session failed: {}", ctx, x.what());
-                       }
-                   });
+                   LogFailure{context_ + ": user session"});
   }
 }
 

@@ -5,6 +5,7 @@
 #include "app_group.hpp"
 #include "ntp/address.hpp"
 #include "ntp/auth.hpp"
+#include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
 
 namespace ntp {
@@ -51,13 +52,7 @@ awaitable<void> CommonServer::run() {
   spdlog::info("listening on {} (bind port)", to_string(acceptor_.local_endpoint()));
   const std::string context = "bind " + config_.bind.str();
   while (auto s = co_await accept_next(acceptor_, context)) {
-    asio::co_spawn(ex_, handle(std::move(*s)), [](std::exception_ptr e) {
-      if (e) try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          spdlog::error("connection handler failed: {}", x.what());
-        }
-    });
+    asio::co_spawn(ex_, handle(std::move(*s)), LogFailure{"connection handler"});
   }
 }
 
@@ -163,7 +158,7 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
   }
   if (stopping_) co_return nullptr;
 
-  if (auto it = groups_.find(login.group); it != groups_.end()) {
+  if (auto it = groups_.find(login.group); it != groups_.end() && !it->second->closed()) {
     auto old = it->second;
     bool alive = co_await old->probe(kProbeLimit);
     auto now = groups_.find(login.group);
@@ -183,7 +178,10 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
   auto session = random_hex(16);
   const Message welcome = msg::Welcome{session, proofs.server, config_.heartbeat_timeout_s};
   if (co_await write_message(s, welcome)) co_return nullptr;
-  if (stopping_ || groups_.count(login.group)) co_return nullptr;
+  // A closed session stays listed until its handler unwinds (e.g. the one replaced
+  // above): it is no rival. Only a live one that logged in meanwhile is.
+  auto rival = groups_.find(login.group);
+  if (stopping_ || (rival != groups_.end() && !rival->second->closed())) co_return nullptr;
   auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
                                       std::move(s), peer);
   groups_[login.group] = g;

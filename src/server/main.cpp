@@ -27,14 +27,7 @@ ServerConfig build_config(const Flags& f) {
     else
       problems.push_back("--bind: expected \"host:port\", got \"" + f.bind + "\"");
   }
-  if (!f.log_level.empty()) {
-    if (auto l = parse_log_level(f.log_level))
-      cfg.log_level = *l;
-    else
-      problems.push_back(
-          "--log-level: expected one of trace, debug, info, warn, error, critical, off, got \"" +
-          f.log_level + "\"");
-  }
+  override_log_level(f.log_level, cfg.log_level, problems);
   if (f.token_set && f.token.empty()) problems.push_back("--token: expected a non-empty token");
   if (auto env = env_token(); env && env->empty())
     problems.push_back("NTP_TOKEN: expected a non-empty token, got an empty value");
@@ -128,12 +121,6 @@ int main(int argc, char** argv) {
   spdlog::info("ntp-server {} starting ({})", NTP_VERSION,
                cfg.groups ? fmt::format("ready groups: {}", cfg.groups->size()) : "open mode");
 
-  asio::co_spawn(io, server.run(), [](std::exception_ptr e) {
-    if (e) try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        spdlog::critical("bind port listener failed: {}", x.what());
-      }
-  });
+  asio::co_spawn(io, server.run(), LogFailure{"bind port listener failed"});
   return run_until_signalled(io, server.streams(), [&] { server.stop(); });
 }

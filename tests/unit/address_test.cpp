@@ -21,8 +21,7 @@ TEST(Address, RejectsMalformed) {
 TEST(Address, PrintsIpv6WithBrackets) {
   EXPECT_EQ((HostPort{"::1", 7000}).str(), "[::1]:7000");
   EXPECT_EQ((HostPort{"10.0.0.1", 7000}).str(), "10.0.0.1:7000");
-  EXPECT_EQ(to_string(tcp::endpoint(asio::ip::make_address("::ffff:127.0.0.1"), 5)),
-            "127.0.0.1:5");
+  EXPECT_EQ(to_string(tcp::endpoint(asio::ip::make_address("::ffff:127.0.0.1"), 5)), "127.0.0.1:5");
 }
 
 TEST(PortRange, ParsesSinglePortsAndRanges) {
