@@ -60,6 +60,10 @@ struct Error {
 
 namespace ntp {
 
+// Idle data connections per session. The client keeps this many ready; the
+// server closes any beyond it, so a burst of dial-backs (need_data) settles back.
+inline constexpr std::size_t kDataPoolSize = 8;
+
 using Message = std::variant<msg::Challenge, msg::Login, msg::Welcome, msg::DataLogin, msg::DataOk,
                              msg::Register, msg::Registered, msg::Ping, msg::Pong, msg::NeedData,
                              msg::Start, msg::Connected, msg::Error>;

@@ -15,7 +15,7 @@ namespace ntp {
 
 class Client {
  public:
-  static constexpr std::size_t kPoolSize = 8;   // idle authenticated data connections
+  static constexpr std::size_t kPoolSize = kDataPoolSize;  // idle authenticated data connections
   static constexpr std::size_t kMaxPool = 256;  // dialing + idle, whatever the server asks
 
   Client(asio::any_io_executor ex, ClientConfig config);

@@ -12,7 +12,6 @@
 namespace ntp {
 namespace {
 
-constexpr std::size_t kMaxIdleData = 64;  // more idle data connections than this are closed
 
 std::string describe(const std::vector<PortRange>& ranges) {
   std::string out;
@@ -134,7 +133,7 @@ void AppGroup::add_data_connection(tcp::socket s) {
     w->wake.cancel();
     return;
   }
-  if (idle_.size() >= kMaxIdleData) return;  // `s` closes as it goes out of scope
+  if (idle_.size() >= kDataPoolSize) return;  // `s` closes as it goes out of scope
   idle_.push_back(std::move(s));
 }
 

@@ -1,0 +1,551 @@
+// The server against a raw peer that speaks the protocol by hand: the things a
+// well-behaved Client never does (wrong proofs, silence, replays, bad prefixes).
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace ntp {
+namespace {
+
+using namespace test;
+
+class WireTest : public TunnelTest {};
+
+TEST_F(WireTest, LoginWelcomesWithTheHeartbeatTimeout) {
+  server_cfg.heartbeat_timeout_s = 17;
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await peer.login(server_port, "home", kToken, session);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << peer.peer_error;
+  EXPECT_EQ(session.heartbeat_timeout_s, 17);
+  EXPECT_EQ(session.id.size(), 32u) << "16 random bytes, hex";
+  EXPECT_EQ(server->group_count(), 1u);
+}
+
+TEST_F(WireTest, WrongTokenGetsAnErrorFrameAndNoGroup) {
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  error_code ec, closed;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await peer.login(server_port, "home", "not-the-token", session);
+    closed = co_await peer.wait_closed();
+  }));
+  EXPECT_EQ(ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_EQ(peer.peer_error, "authentication failed for group 'home'");
+  EXPECT_EQ(closed, asio::error::eof) << "the connection must be closed after the error";
+  EXPECT_EQ(server->group_count(), 0u);
+}
+
+// With ready groups, an unknown group gets the same answer as a wrong token.
+TEST_F(WireTest, UnknownReadyGroupLooksLikeAWrongToken) {
+  server_cfg.groups.emplace();
+  (*server_cfg.groups)["home"] = GroupConfig{"home-secret", {}, std::nullopt};
+  start_server();
+  RawPeer stranger(io), wrong(io), right(io);
+  RawSession session;
+  error_code e1, e2, e3;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    e1 = co_await stranger.login(server_port, "office", "home-secret", session);
+    e2 = co_await wrong.login(server_port, "home", kToken, session);  // the open-mode token
+    e3 = co_await right.login(server_port, "home", "home-secret", session);
+  }));
+  EXPECT_EQ(stranger.peer_error, "authentication failed for group 'office'");
+  EXPECT_EQ(wrong.peer_error, "authentication failed for group 'home'");
+  EXPECT_TRUE(e1);
+  EXPECT_TRUE(e2);
+  EXPECT_FALSE(e3) << e3.message() << " " << right.peer_error;
+  EXPECT_EQ(server->group_count(), 1u);
+}
+
+// A recorded login (nonce and proof) sent against a fresh challenge is refused.
+TEST_F(WireTest, ReplayedLoginIsRefused) {
+  start_server();
+  RawPeer original(io), replay(io);
+  msg::Login recorded;
+  error_code ec, replay_ec;
+  msg::Welcome welcome;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await original.connect(server_port);
+    msg::Challenge challenge;
+    if (!ec) ec = co_await original.expect(challenge);
+    const auto nonce = random_hex(kNonceBytes);
+    recorded = {"home", nonce, login_proofs(kToken, "home", nonce, challenge.nonce).client};
+    const Message login = recorded;
+    if (!ec) ec = co_await original.send(login);
+    if (!ec) ec = co_await original.expect(welcome);
+    original.socket.close();  // the session ends; its login was recorded
+
+    replay_ec = co_await replay.connect(server_port);
+    msg::Challenge fresh;
+    if (!replay_ec) replay_ec = co_await replay.expect(fresh);
+    if (!replay_ec) replay_ec = co_await replay.send(login);
+    msg::Welcome never;
+    if (!replay_ec) replay_ec = co_await replay.expect(never);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << original.peer_error;
+  EXPECT_EQ(replay_ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_EQ(replay.peer_error, "authentication failed for group 'home'");
+  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+}
+
+TEST_F(WireTest, OtherVersionGetsAnErrorFrameThenClose) {
+  start_server();
+  RawPeer peer(io);
+  Message m;
+  error_code ec, closed;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        co_await peer.connect(server_port, false);
+        const std::string v2("NTPT\x02", 5);
+        co_await asio::async_write(peer.socket, asio::buffer(v2), nothrow);
+        ec = co_await peer.read(m);
+        closed = co_await peer.wait_closed();
+      },
+      2s));
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(std::holds_alternative<msg::Error>(m));
+  EXPECT_EQ(std::get<msg::Error>(m).message,
+            "unsupported protocol version 2; this server speaks version 1");
+  EXPECT_EQ(closed, asio::error::eof);
+}
+
+// Not the magic: closed at once, without an answer, well under a second.
+TEST_F(WireTest, BadMagicIsClosedAtOnce) {
+  start_server();
+  const std::vector<std::string> garbages{"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                          std::string("\x16\x03\x01", 3), "N"};
+  for (const auto& garbage : garbages) {
+    RawPeer peer(io);
+    std::pair<std::string, error_code> end;
+    const auto began = steady_clock::now();
+    ASSERT_TRUE(run(
+        io,
+        [&]() -> awaitable<void> {
+          co_await peer.connect(server_port, false);
+          // "N" alone is a good start: a wrong second byte must end it.
+          const std::string bytes = garbage == "N" ? std::string("NO") : garbage;
+          co_await asio::async_write(peer.socket, asio::buffer(bytes), nothrow);
+          end = co_await read_to_eof(peer.socket);
+        },
+        2s))
+        << "garbage was not closed: " << garbage;
+    EXPECT_EQ(end.first, "") << "the server answered garbage";
+    EXPECT_TRUE(end.second);
+    EXPECT_LT(steady_clock::now() - began, 500ms);
+  }
+  EXPECT_EQ(server->group_count(), 0u);
+}
+
+// Silence: the session is dropped after heartbeat_timeout_s and its port released.
+TEST_F(WireTest, HeartbeatTimeoutDropsTheSessionAndFreesItsPorts) {
+  server_cfg.heartbeat_timeout_s = 1;
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await peer.login(server_port, "home", kToken, session);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!ec) ec = co_await peer.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << peer.peer_error;
+  const auto logged_in_at = steady_clock::now();
+  ASSERT_EQ(reg.apps.size(), 1u);
+  ASSERT_EQ(reg.apps[0].error, "");
+  const auto port = reg.apps[0].remote_port;
+  run_for(io, 500ms);
+  EXPECT_EQ(server->group_count(), 1u) << "dropped before the timeout";
+  ASSERT_TRUE(wait_until(
+      io, [&] { return server->group_count() == 0; }, 3s))
+      << "silent session not dropped";
+  const auto took = steady_clock::now() - logged_in_at;
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 2s);
+  error_code bind_ec;
+  tcp::acceptor again(io);
+  again.open(tcp::v4());
+  again.bind(loopback(port), bind_ec);
+  EXPECT_FALSE(bind_ec) << "port " << port << " not released: " << bind_ec.message();
+  error_code closed;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { closed = co_await peer.wait_closed(); }, 1s));
+  EXPECT_TRUE(closed) << "the control connection was left open";
+}
+
+// Pings are answered at once and keep a session alive past the timeout.
+TEST_F(WireTest, PingsAreAnsweredAndKeepTheSession) {
+  server_cfg.heartbeat_timeout_s = 1;
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  int pongs = 0;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        ec = co_await peer.login(server_port, "home", kToken, session);
+        const std::vector<msg::AppRequest> none;
+        if (!ec) ec = co_await peer.register_apps(none, reg);
+        for (int i = 0; i < 5 && !ec; ++i) {
+          co_await sleep_for(300ms);
+          const Message ping = msg::Ping{};
+          ec = co_await peer.send(ping);
+          msg::Pong pong;
+          if (!ec) ec = co_await peer.expect(pong);
+          if (!ec) ++pongs;
+        }
+      },
+      5s));
+  EXPECT_FALSE(ec) << ec.message() << " " << peer.peer_error;
+  EXPECT_EQ(pongs, 5);
+  EXPECT_EQ(server->group_count(), 1u) << "a session sending pings was dropped";
+}
+
+TEST_F(WireTest, RegistrationResultsPerApp) {
+  tcp::acceptor holder(io, loopback(0));
+  const auto held = holder.local_endpoint().port();
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  const std::vector<msg::AppRequest> apps{{"a", 0}, {"taken", held}, {"low", 80},
+                                          {"a", 0}, {"bad name", 0}, {"b", 0}};
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await peer.login(server_port, "home", kToken, session);
+    if (!ec) ec = co_await peer.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << peer.peer_error;
+  ASSERT_EQ(reg.apps.size(), 6u) << "one result per app, in order";
+  EXPECT_EQ(reg.apps[0].name, "a");
+  EXPECT_EQ(reg.apps[0].error, "");
+  EXPECT_NE(reg.apps[0].remote_port, 0);
+  EXPECT_EQ(reg.apps[1].error, fmt::format("port {} is taken", held));
+  EXPECT_EQ(reg.apps[2].error, "port 80 is not allowed (allow_ports: 1024-65535)");
+  EXPECT_EQ(reg.apps[3].error, "duplicate app name \"a\"");
+  EXPECT_EQ(reg.apps[4].error, "invalid app name");
+  EXPECT_EQ(reg.apps[5].name, "b");
+  EXPECT_EQ(reg.apps[5].error, "");
+  EXPECT_NE(reg.apps[5].remote_port, reg.apps[0].remote_port);
+}
+
+TEST_F(WireTest, GroupPolicyAllowPortsAndMaxApps) {
+  // Two ports that were free, held together so they differ, and a third outside.
+  tcp::acceptor h1(io, loopback(0)), h2(io, loopback(0)), h3(io, loopback(0));
+  const auto p1 = h1.local_endpoint().port(), p2 = h2.local_endpoint().port();
+  const auto other = h3.local_endpoint().port();
+  h1.close();
+  h2.close();
+  server_cfg.groups.emplace();
+  (*server_cfg.groups)["home"] = GroupConfig{"home-secret", {{p1, p1}, {p2, p2}}, 2};
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  const std::vector<msg::AppRequest> apps{{"outside", other}, {"x", 0}, {"y", 0}, {"z", 0}};
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await peer.login(server_port, "home", "home-secret", session);
+    if (!ec) ec = co_await peer.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << peer.peer_error;
+  ASSERT_EQ(reg.apps.size(), 4u);
+  EXPECT_EQ(reg.apps[0].error,
+            fmt::format("port {} is not allowed (allow_ports: {}, {})", other, p1, p2));
+  EXPECT_EQ(reg.apps[1].error, "");
+  EXPECT_EQ(reg.apps[2].error, "");
+  EXPECT_TRUE((reg.apps[1].remote_port == p1 && reg.apps[2].remote_port == p2) ||
+              (reg.apps[1].remote_port == p2 && reg.apps[2].remote_port == p1))
+      << "port 0 must pick from the group's allow_ports: " << reg.apps[1].remote_port << ", "
+      << reg.apps[2].remote_port;
+  EXPECT_EQ(reg.apps[3].error, "the group may register at most 2 apps (max_apps)");
+}
+
+// A data connection that fails its proof is refused and never carries a user.
+TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
+  start_server();
+  RawPeer control(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await control.login(server_port, "home", kToken, session);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!ec) ec = co_await control.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << control.peer_error;
+  ASSERT_EQ(reg.apps.at(0).error, "");
+  const auto app_port = reg.apps[0].remote_port;
+
+  // 1. A forged data connection is refused with an error frame and closed.
+  RawPeer forged(io);
+  error_code forged_ec, forged_closed;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    forged_ec = co_await forged.data_login(server_port, session, /*good_proof=*/false);
+    forged_closed = co_await forged.wait_closed();
+  }));
+  EXPECT_EQ(forged_ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_EQ(forged.peer_error, "data connection authentication failed");
+  EXPECT_EQ(forged_closed, asio::error::eof);
+
+  // 2. A user arrives: with no proven data connection the server asks for one.
+  auto user = std::make_shared<tcp::socket>(io);
+  msg::NeedData need;
+  error_code need_ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user->async_connect(loopback(app_port), nothrow);
+    const std::string hello = "user bytes";
+    co_await asio::async_write(*user, asio::buffer(hello), nothrow);
+    need_ec = co_await control.expect(need);
+  })) << "no need_data for a waiting user";
+  EXPECT_FALSE(need_ec) << need_ec.message();
+  EXPECT_GE(need.count, 1u);
+
+  // 3. Another forged one while the user waits: still refused, the user untouched.
+  RawPeer forged2(io);
+  error_code forged2_ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    forged2_ec = co_await forged2.data_login(server_port, session, /*good_proof=*/false);
+  }));
+  EXPECT_EQ(forged2.peer_error, "data connection authentication failed");
+  EXPECT_EQ(user->available(), 0u);
+
+  // 4. A proven data connection gets the user.
+  RawPeer data(io);
+  error_code data_ec;
+  msg::Start start;
+  std::string at_data(10, '\0');
+  std::string at_user(5, '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    data_ec = co_await data.data_login(server_port, session);
+    if (data_ec) co_return;
+    data_ec = co_await data.expect(start);
+    if (data_ec) co_return;
+    const Message connected = msg::Connected{};
+    data_ec = co_await data.send(connected);
+    co_await asio::async_read(data.socket, asio::buffer(at_data), nothrow);
+    const std::string reply = "reply";
+    co_await asio::async_write(data.socket, asio::buffer(reply), nothrow);
+    co_await asio::async_read(*user, asio::buffer(at_user), nothrow);
+  })) << "the proven data connection did not carry the user";
+  EXPECT_FALSE(data_ec) << data_ec.message() << " " << data.peer_error;
+  EXPECT_EQ(start.app, "app");
+  EXPECT_EQ(at_data, "user bytes");
+  EXPECT_EQ(at_user, "reply");
+}
+
+// A session that ends closes its listeners and its waiting users at
+// once (not after the 10 s a user may wait for a data connection).
+TEST_F(WireTest, SessionEndClosesWaitingUsersAndPorts) {
+  start_server();
+  RawPeer control(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  const std::vector<msg::AppRequest> apps{{"app", 0}};
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await control.login(server_port, "home", kToken, session);
+    if (!ec) ec = co_await control.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << control.peer_error;
+  const auto app_port = reg.apps.at(0).remote_port;
+  // A user waits (no data connection yet: the server asks for one).
+  tcp::socket user(io);
+  msg::NeedData need;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user.async_connect(loopback(app_port), nothrow);
+    ec = co_await control.expect(need);
+  }));
+  ASSERT_FALSE(ec) << ec.message();
+
+  control.socket.close();  // the client goes away
+  const auto began = steady_clock::now();
+  std::pair<std::string, error_code> user_end;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { user_end = co_await read_to_eof(user); }, 2s))
+      << "the waiting user was not closed with its session";
+  EXPECT_TRUE(user_end.second);
+  EXPECT_LT(steady_clock::now() - began, 500ms);
+  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+  tcp::socket probe(io);
+  error_code refused;
+  probe.connect(loopback(app_port), refused);
+  EXPECT_EQ(refused, asio::error::connection_refused) << "the app's port is still open";
+}
+
+TEST_F(WireTest, SessionEndClosesIdleDataConnections) {
+  start_server();
+  RawPeer control(io), data(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec, data_ec;
+  const std::vector<msg::AppRequest> none;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await control.login(server_port, "home", kToken, session);
+    if (!ec) ec = co_await control.register_apps(none, reg);
+    if (!ec) data_ec = co_await data.data_login(server_port, session);
+  }));
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_FALSE(data_ec) << data_ec.message() << " " << data.peer_error;
+  run_for(io, 20ms);  // idle in the group's pool
+  control.socket.close();
+  error_code closed;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { closed = co_await data.wait_closed(); }, 2s))
+      << "an idle data connection outlived its session";
+  EXPECT_TRUE(closed);
+}
+
+// A frame above 64 KiB on the control connection ends the session.
+TEST_F(WireTest, OversizedControlFrameEndsTheSession) {
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec, closed;
+  const std::vector<msg::AppRequest> none;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        ec = co_await peer.login(server_port, "home", kToken, session);
+        if (!ec) ec = co_await peer.register_apps(none, reg);
+        auto hdr = frame_header(kMaxFrame + 1);
+        co_await asio::async_write(peer.socket, asio::buffer(hdr), nothrow);
+        closed = co_await peer.wait_closed();
+      },
+      2s))
+      << "the session ignored an oversized frame";
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+}
+
+// A message that is valid but out of place (here a second login) ends the session.
+TEST_F(WireTest, UnexpectedControlMessageEndsTheSession) {
+  start_server();
+  RawPeer peer(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec, closed;
+  const std::vector<msg::AppRequest> none;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        ec = co_await peer.login(server_port, "home", kToken, session);
+        if (!ec) ec = co_await peer.register_apps(none, reg);
+        const Message again = msg::Login{"home", "n", "p"};
+        co_await peer.send(again);
+        closed = co_await peer.wait_closed();
+      },
+      2s));
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+}
+
+TEST_F(WireTest, DataConnectionForAnUnknownSessionIsRefused) {
+  start_server();
+  RawPeer data(io);
+  RawSession made_up{random_hex(16), random_hex(32), 0};
+  error_code ec;
+  ASSERT_TRUE(
+      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, made_up); }));
+  EXPECT_EQ(ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_EQ(data.peer_error, "unknown session");
+}
+
+// A second login for a group whose session still answers is refused, naming the group.
+TEST_F(WireTest, SecondLoginRefusedWhileTheOldSessionAnswers) {
+  start_server();
+  RawPeer first(io), second(io);
+  RawSession s1, s2;
+  msg::Registered reg;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await first.login(server_port, "home", kToken, s1);
+    const std::vector<msg::AppRequest> none;
+    if (!ec) ec = co_await first.register_apps(none, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message();
+  // The first session answers the server's probe like a live client would.
+  auto answered = std::make_shared<int>(0);
+  tasks.spawn(io, [&first, answered]() -> awaitable<void> {
+    for (;;) {
+      msg::Ping ping;
+      if (co_await first.expect(ping)) co_return;
+      const Message pong = msg::Pong{};
+      if (co_await first.send(pong)) co_return;
+      ++*answered;
+    }
+  });
+  error_code second_ec;
+  const auto began = steady_clock::now();
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        second_ec = co_await second.login(server_port, "home", kToken, s2);
+      },
+      5s));
+  EXPECT_EQ(second_ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_TRUE(second.peer_error.starts_with("group 'home' is already logged in from 127.0.0.1:"))
+      << second.peer_error;
+  EXPECT_EQ(*answered, 1) << "the old session was not probed";
+  EXPECT_LT(steady_clock::now() - began, 1s) << "a live session's answer should decide at once";
+  EXPECT_EQ(server->group_count(), 1u);
+  first.socket.close();  // ends the answering task
+}
+
+// A session that does not answer the probe is replaced: a rebooted client gets back in.
+TEST_F(WireTest, SecondLoginReplacesASilentSession) {
+  start_server();
+  RawPeer first(io), second(io);
+  RawSession s1, s2;
+  msg::Registered reg1, reg2;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await first.login(server_port, "home", kToken, s1);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!ec) ec = co_await first.register_apps(apps, reg1);
+  }));
+  ASSERT_FALSE(ec) << ec.message();
+  const auto port = reg1.apps.at(0).remote_port;
+  const auto began = steady_clock::now();
+  error_code second_ec;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        second_ec = co_await second.login(server_port, "home", kToken, s2);
+        // The old session's port is free again for the same app.
+        const std::vector<msg::AppRequest> same{{"app", port}};
+        if (!second_ec) second_ec = co_await second.register_apps(same, reg2);
+      },
+      5s));
+  ASSERT_FALSE(second_ec) << second_ec.message() << " " << second.peer_error;
+  const auto took = steady_clock::now() - began;
+  EXPECT_GE(took, 1500ms) << "replaced without waiting for the probe";
+  EXPECT_LT(took, 3s);
+  EXPECT_NE(s1.id, s2.id);
+  ASSERT_EQ(reg2.apps.size(), 1u);
+  EXPECT_EQ(reg2.apps[0].error, "");
+  EXPECT_EQ(reg2.apps[0].remote_port, port);
+  EXPECT_EQ(server->group_count(), 1u);
+  error_code closed;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { closed = co_await first.wait_closed(); }, 1s));
+  EXPECT_TRUE(closed) << "the replaced session was left open";
+}
+
+}  // namespace
+}  // namespace ntp

@@ -1,0 +1,634 @@
+#include "ntp/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ntp/auth.hpp"
+
+namespace ntp {
+namespace {
+
+using Problems = std::vector<std::string>;
+
+Problems server_problems(std::string_view text) {
+  try {
+    parse_server_config(text, "server.json");
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+Problems client_problems(std::string_view text,
+                         const std::optional<std::string>& env = std::nullopt) {
+  try {
+    parse_client_config(text, "apps.json", env);
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+// An apps.json that is valid but for `apps`.
+std::string with_apps(const std::string& apps) {
+  return R"({"group":"home","token":"t","apps":)" + apps + "}";
+}
+
+// `"text"`; appended piecewise (GCC 12 at -O3 misreports "lit" + std::string as an overflow).
+std::string in_quotes(std::string_view text) {
+  std::string out = "\"";
+  out += text;
+  out += '"';
+  return out;
+}
+
+const std::string kApp = R"({"name":"ssh","local":"127.0.0.1:22","remote_port":6022})";
+
+// A directory of its own under the system temp dir, removed afterwards.
+class TempDir {
+ public:
+  TempDir() : path_(std::filesystem::temp_directory_path() / ("ntp-test-" + random_hex(8))) {
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::filesystem::path write(const std::string& name, const std::string& content) const {
+    auto p = path_ / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// ---------------------------------------------------------------- names
+
+TEST(ValidName, Rules) {
+  EXPECT_TRUE(valid_name("home"));
+  EXPECT_TRUE(valid_name("A-Z_a.z-0.9"));
+  EXPECT_TRUE(valid_name(std::string(64, 'x')));
+  EXPECT_FALSE(valid_name(std::string(65, 'x')));
+  EXPECT_FALSE(valid_name(""));
+  for (const char* bad : {"my app", "a/b", "a:b", "ü", "a\n", "a\"b", "a@b"})
+    EXPECT_FALSE(valid_name(bad)) << bad;
+}
+
+// ---------------------------------------------------------------- server.json
+
+TEST(ServerConfig, DefaultsWhenKeysAreAbsent) {
+  auto cfg = parse_server_config("{}", "server.json");
+  EXPECT_EQ(cfg.bind, (HostPort{"0.0.0.0", 7000}));
+  EXPECT_FALSE(cfg.token);
+  EXPECT_EQ(cfg.proxy_bind_addr, "0.0.0.0");
+  EXPECT_TRUE(cfg.allow_ports.empty());
+  EXPECT_FALSE(cfg.groups);
+  EXPECT_EQ(cfg.heartbeat_timeout_s, 30);
+  EXPECT_EQ(cfg.log_level, spdlog::level::info);
+}
+
+TEST(ServerConfig, TheDesignExampleParses) {
+  auto cfg = parse_server_config(R"({
+    "bind": "0.0.0.0:7000",
+    "token": "change-me",
+    "proxy_bind_addr": "0.0.0.0",
+    "allow_ports": ["6000-6999"],
+    "groups": {
+      "home":   { "token": "home-secret",   "allow_ports": ["6000-6099"], "max_apps": 10 },
+      "office": { "token": "office-secret" }
+    },
+    "heartbeat_timeout_s": 30,
+    "log_level": "info"
+  })",
+                                 "server.json");
+  EXPECT_EQ(cfg.token, "change-me");
+  EXPECT_EQ(cfg.allow_ports, (std::vector<PortRange>{{6000, 6999}}));
+  ASSERT_TRUE(cfg.groups);
+  ASSERT_EQ(cfg.groups->size(), 2u);
+  auto& home = cfg.groups->at("home");
+  EXPECT_EQ(home.token, "home-secret");
+  EXPECT_EQ(home.allow_ports, (std::vector<PortRange>{{6000, 6099}}));
+  EXPECT_EQ(home.max_apps, 10u);
+  auto& office = cfg.groups->at("office");
+  EXPECT_EQ(office.token, "office-secret");
+  EXPECT_TRUE(office.allow_ports.empty());
+  EXPECT_FALSE(office.max_apps);
+}
+
+TEST(ServerConfig, Values) {
+  auto cfg = parse_server_config(
+      R"({"bind":"[::1]:7100","proxy_bind_addr":"::","heartbeat_timeout_s":5,"log_level":"debug",
+          "allow_ports":["6022","7000-7010"],"groups":{}})",
+      "server.json");
+  EXPECT_EQ(cfg.bind, (HostPort{"::1", 7100}));
+  EXPECT_EQ(cfg.proxy_bind_addr, "::");
+  EXPECT_EQ(cfg.heartbeat_timeout_s, 5);
+  EXPECT_EQ(cfg.log_level, spdlog::level::debug);
+  EXPECT_EQ(cfg.allow_ports, (std::vector<PortRange>{{6022, 6022}, {7000, 7010}}));
+  ASSERT_TRUE(cfg.groups);  // present but empty: ready-groups mode with no group
+  EXPECT_TRUE(cfg.groups->empty());
+}
+
+TEST(ServerConfig, InvalidJson) {
+  auto p = server_problems(R"({"bind": })");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_TRUE(p[0].starts_with("server.json: invalid JSON: parse error at line 1, column 10"))
+      << p[0];
+  p = server_problems("{\n  \"bind\": \"0.0.0.0:7000\",\n}\n");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_TRUE(p[0].starts_with("server.json: invalid JSON: parse error at line 3")) << p[0];
+  p = server_problems("");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_TRUE(p[0].starts_with("server.json: invalid JSON: parse error")) << p[0];
+}
+
+TEST(ServerConfig, TopLevelMustBeAnObject) {
+  EXPECT_EQ(server_problems("[1,2]"),
+            Problems{"server.json: (top level): expected a JSON object, got [1,2]"});
+  EXPECT_EQ(server_problems("\"x\""),
+            Problems{"server.json: (top level): expected a JSON object, got \"x\""});
+}
+
+TEST(ServerConfig, UnknownTopLevelKey) {
+  EXPECT_EQ(server_problems(R"({"bnid":"0.0.0.0:7000"})"),
+            Problems{"server.json: bnid: expected one of the keys allow_ports, bind, groups, "
+                     "heartbeat_timeout_s, log_level, proxy_bind_addr, token, got an unknown key"});
+}
+
+TEST(ServerConfig, Bind) {
+  EXPECT_EQ(server_problems(R"({"bind":"0.0.0.0"})"),
+            Problems{R"(server.json: bind: expected "host:port", got "0.0.0.0")"});
+  EXPECT_EQ(server_problems(R"({"bind":"0.0.0.0:70000"})"),
+            Problems{R"(server.json: bind: expected "host:port", got "0.0.0.0:70000")"});
+  EXPECT_EQ(server_problems(R"({"bind":7000})"),
+            Problems{"server.json: bind: expected a string, got 7000"});
+}
+
+TEST(ServerConfig, Token) {
+  EXPECT_EQ(server_problems(R"({"token":""})"),
+            Problems{R"(server.json: token: expected a non-empty string, got "")"});
+  EXPECT_EQ(server_problems(R"({"token":123})"),
+            Problems{"server.json: token: expected a string, got 123"});
+}
+
+TEST(ServerConfig, ProxyBindAddr) {
+  EXPECT_EQ(server_problems(R"({"proxy_bind_addr":"localhost"})"),
+            Problems{"server.json: proxy_bind_addr: expected an IP address such as \"0.0.0.0\" or "
+                     "\"::\", got \"localhost\""});
+  EXPECT_EQ(server_problems(R"({"proxy_bind_addr":null})"),
+            Problems{"server.json: proxy_bind_addr: expected a string, got null"});
+}
+
+TEST(ServerConfig, AllowPorts) {
+  EXPECT_EQ(server_problems(R"({"allow_ports":"6000-6999"})"),
+            Problems{"server.json: allow_ports: expected an array of strings like \"6022\" or "
+                     "\"6000-6999\", got \"6000-6999\""});
+  const std::string want = "expected a port \"6022\" or a range \"6000-6999\" within 1-65535, got ";
+  EXPECT_EQ(server_problems(R"({"allow_ports":["0","7000-6000",6022,"70000","6000-6999"]})"),
+            (Problems{"server.json: allow_ports[0]: " + want + "\"0\"",
+                      "server.json: allow_ports[1]: " + want + "\"7000-6000\"",
+                      "server.json: allow_ports[2]: " + want + "6022",
+                      "server.json: allow_ports[3]: " + want + "\"70000\""}));
+}
+
+TEST(ServerConfig, HeartbeatTimeout) {
+  const std::string want =
+      "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got ";
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":0})"), Problems{want + "0"});
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":3601})"), Problems{want + "3601"});
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":-5})"), Problems{want + "-5"});
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":1.5})"), Problems{want + "1.5"});
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":"30"})"), Problems{want + "\"30\""});
+  EXPECT_EQ(server_problems(R"({"heartbeat_timeout_s":18446744073709551615})"),
+            Problems{want + "18446744073709551615"});
+  EXPECT_EQ(parse_server_config(R"({"heartbeat_timeout_s":1})", "s").heartbeat_timeout_s, 1);
+  EXPECT_EQ(parse_server_config(R"({"heartbeat_timeout_s":3600})", "s").heartbeat_timeout_s, 3600);
+}
+
+TEST(ServerConfig, LogLevel) {
+  EXPECT_EQ(server_problems(R"({"log_level":"verbose"})"),
+            Problems{"server.json: log_level: expected one of trace, debug, info, warn, error, "
+                     "critical, off, got \"verbose\""});
+  EXPECT_EQ(server_problems(R"({"log_level":2})"),
+            Problems{"server.json: log_level: expected a string, got 2"});
+  EXPECT_EQ(parse_server_config(R"({"log_level":"off"})", "s").log_level, spdlog::level::off);
+}
+
+TEST(ServerConfig, GroupsMustBeAnObject) {
+  EXPECT_EQ(server_problems(R"({"groups":[]})"),
+            Problems{"server.json: groups: expected an object of group name to settings, got []"});
+}
+
+TEST(ServerConfig, GroupEntries) {
+  EXPECT_EQ(server_problems(R"({"groups":{"home":"secret"}})"),
+            Problems{R"(server.json: groups.home: expected an object with "token", got "secret")"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{}}})"),
+            Problems{"server.json: groups.home.token: expected a token (required for each group), "
+                     "got nothing"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":""}}})"),
+            Problems{R"(server.json: groups.home.token: expected a non-empty string, got "")"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","tokne":"x"}}})"),
+            Problems{"server.json: groups.home.tokne: expected one of the keys allow_ports, "
+                     "max_apps, token, got an unknown key"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","max_apps":0}}})"),
+            Problems{"server.json: groups.home.max_apps: expected an integer from 1 to 65535, "
+                     "got 0"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","allow_ports":"6000"}}})"),
+            Problems{"server.json: groups.home.allow_ports: expected an array of strings like "
+                     "\"6022\" or \"6000-6999\", got \"6000\""});
+}
+
+TEST(ServerConfig, GroupNames) {
+  const std::string want =
+      ": expected a group name of 1 to 64 characters from A-Z a-z 0-9 _ . -, got ";
+  EXPECT_EQ(server_problems(R"({"groups":{"my home":{"token":"t"}}})"),
+            Problems{"server.json: groups.my home" + want + "\"my home\""});
+  const std::string long_name(65, 'g');
+  EXPECT_EQ(server_problems(R"({"groups":{")" + long_name + R"(":{"token":"t"}}})"),
+            Problems{"server.json: groups." + long_name + want + "\"" + long_name + "\""});
+  EXPECT_EQ(server_problems(R"({"groups":{"":{"token":"t"}}})"),
+            Problems{"server.json: groups." + want + "\"\""});
+}
+
+TEST(ServerConfig, GroupAllowPortsWithinTheServerWideList) {
+  EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6999"],
+                                "groups":{"home":{"token":"t","allow_ports":["6000-6099","7000","6900-7100"]}}})"),
+            (Problems{"server.json: groups.home.allow_ports[1]: expected ports within the "
+                      "server-wide allow_ports, got \"7000\"",
+                      "server.json: groups.home.allow_ports[2]: expected ports within the "
+                      "server-wide allow_ports, got \"6900-7100\""}));
+  // Covered by several server-wide entries together is fine.
+  EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6009","6010-6019"],
+                                "groups":{"home":{"token":"t","allow_ports":["6005-6015"]}}})"),
+            Problems{});
+  // Without a server-wide list there is nothing to lie within.
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","allow_ports":["7000"]}}})"),
+            Problems{});
+}
+
+// The index in the message is the entry's index in the file, also when an
+// earlier entry of the same list was malformed.
+TEST(ServerConfig, GroupAllowPortsIndexAfterAMalformedEntry) {
+  EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6999"],
+                                "groups":{"home":{"token":"t","allow_ports":["bad","7000"]}}})"),
+            (Problems{"server.json: groups.home.allow_ports[0]: expected a port \"6022\" or a "
+                      "range \"6000-6999\" within 1-65535, got \"bad\"",
+                      "server.json: groups.home.allow_ports[1]: expected ports within the "
+                      "server-wide allow_ports, got \"7000\""}));
+}
+
+TEST(ServerConfig, SeveralErrorsReportedTogether) {
+  auto p = server_problems(
+      R"({"bind":"x","heartbeat_timeout_s":0,"extra":1,"groups":{"home":{"token":""}}})");
+  EXPECT_EQ(p,
+            (Problems{"server.json: extra: expected one of the keys allow_ports, bind, groups, "
+                      "heartbeat_timeout_s, log_level, proxy_bind_addr, token, got an unknown key",
+                      R"(server.json: bind: expected "host:port", got "x")",
+                      "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
+                      R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
+  try {
+    parse_server_config(R"({"bind":"x","heartbeat_timeout_s":0})", "server.json");
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "server.json: bind: expected \"host:port\", got \"x\"\n"
+              "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0");
+  }
+}
+
+TEST(ServerConfig, LongValuesAreShortenedInMessages) {
+  const std::string long_bind(100, 'b');
+  EXPECT_EQ(
+      server_problems(R"({"bind":")" + long_bind + "\"}"),
+      Problems{"server.json: bind: expected \"host:port\", got \"" + std::string(76, 'b') + "..."});
+}
+
+// ---------------------------------------------------------------- apps.json
+
+TEST(ClientConfig, TheDesignExampleParses) {
+  auto cfg = parse_client_config(R"({
+    "server": "tunnel.example.com:7000",
+    "group": "home",
+    "token": "home-secret",
+    "heartbeat_interval_s": 10,
+    "apps": [
+      { "name": "ssh", "local": "127.0.0.1:22",   "remote_port": 6022 },
+      { "name": "web", "local": "127.0.0.1:8080", "remote_port": 6080, "type": "tcp" }
+    ]
+  })",
+                                 "apps.json", std::nullopt);
+  EXPECT_EQ(cfg.server, (HostPort{"tunnel.example.com", 7000}));
+  EXPECT_EQ(cfg.group, "home");
+  EXPECT_EQ(cfg.token, "home-secret");
+  EXPECT_EQ(cfg.heartbeat_interval_s, 10);
+  ASSERT_EQ(cfg.apps.size(), 2u);
+  EXPECT_EQ(cfg.apps[0].name, "ssh");
+  EXPECT_EQ(cfg.apps[0].local, (HostPort{"127.0.0.1", 22}));
+  EXPECT_EQ(cfg.apps[0].remote_port, 6022);
+  EXPECT_EQ(cfg.apps[0].type, "tcp");
+  EXPECT_EQ(cfg.apps[1].name, "web");
+  EXPECT_EQ(cfg.apps[1].remote_port, 6080);
+}
+
+TEST(ClientConfig, DefaultsWhenKeysAreAbsent) {
+  auto cfg = parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt);
+  EXPECT_FALSE(cfg.server);  // may come from --server
+  EXPECT_EQ(cfg.heartbeat_interval_s, 10);
+  EXPECT_EQ(cfg.log_level, spdlog::level::info);
+  ASSERT_EQ(cfg.apps.size(), 1u);
+  EXPECT_EQ(cfg.apps[0].type, "tcp");
+}
+
+TEST(ClientConfig, RemotePortZeroMayRepeat) {
+  auto cfg = parse_client_config(with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":0},
+                    {"name":"b","local":"[::1]:2","remote_port":0}])"),
+                                 "apps.json", std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 2u);
+  EXPECT_EQ(cfg.apps[1].local, (HostPort{"::1", 2}));
+  EXPECT_EQ(cfg.apps[1].remote_port, 0);
+}
+
+TEST(ClientConfig, InvalidJson) {
+  auto p = client_problems(R"({"group":"home",)");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_TRUE(p[0].starts_with("apps.json: invalid JSON: parse error at line 1")) << p[0];
+  EXPECT_EQ(client_problems("null"),
+            Problems{"apps.json: (top level): expected a JSON object, got null"});
+}
+
+TEST(ClientConfig, UnknownKeysAtEachLevel) {
+  EXPECT_EQ(client_problems(R"({"group":"home","token":"t","apps":[)" + kApp + R"(],"sever":"x"})"),
+            Problems{"apps.json: sever: expected one of the keys apps, group, "
+                     "heartbeat_interval_s, log_level, server, token, token_file, got an "
+                     "unknown key"});
+  EXPECT_EQ(
+      client_problems(
+          with_apps(R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
+      Problems{"apps.json: apps[0].remote: expected one of the keys local, name, remote_port, "
+               "type, got an unknown key"});
+}
+
+TEST(ClientConfig, Server) {
+  EXPECT_EQ(
+      client_problems(R"({"server":"tunnel","group":"home","token":"t","apps":[)" + kApp + "]}"),
+      Problems{R"(apps.json: server: expected "host:port", got "tunnel")"});
+  EXPECT_EQ(
+      client_problems(R"({"server":["h",1],"group":"home","token":"t","apps":[)" + kApp + "]}"),
+      Problems{R"(apps.json: server: expected a string, got ["h",1])"});
+}
+
+TEST(ClientConfig, Group) {
+  EXPECT_EQ(client_problems(R"({"token":"t","apps":[)" + kApp + "]}"),
+            Problems{"apps.json: group: expected a group name, got nothing"});
+  EXPECT_EQ(client_problems(R"({"group":"my home","token":"t","apps":[)" + kApp + "]}"),
+            Problems{"apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ "
+                     ". -, got \"my home\""});
+  EXPECT_EQ(client_problems(R"({"group":7,"token":"t","apps":[)" + kApp + "]}"),
+            Problems{"apps.json: group: expected a string, got 7"});
+}
+
+TEST(ClientConfig, HeartbeatIntervalAndLogLevel) {
+  auto base = [](const std::string& extra) {
+    return R"({"group":"home","token":"t","apps":[)" + kApp + "]," + extra + "}";
+  };
+  EXPECT_EQ(client_problems(base(R"("heartbeat_interval_s":0)")),
+            Problems{"apps.json: heartbeat_interval_s: expected an integer from 1 to 3600, got 0"});
+  EXPECT_EQ(client_problems(base(R"("heartbeat_interval_s":"10")")),
+            Problems{"apps.json: heartbeat_interval_s: expected an integer from 1 to 3600, got "
+                     "\"10\""});
+  EXPECT_EQ(client_problems(base(R"("log_level":"loud")")),
+            Problems{"apps.json: log_level: expected one of trace, debug, info, warn, error, "
+                     "critical, off, got \"loud\""});
+  auto cfg = parse_client_config(base(R"("heartbeat_interval_s":3,"log_level":"warn")"), "a",
+                                 std::nullopt);
+  EXPECT_EQ(cfg.heartbeat_interval_s, 3);
+  EXPECT_EQ(cfg.log_level, spdlog::level::warn);
+}
+
+TEST(ClientConfig, Apps) {
+  EXPECT_EQ(client_problems(R"({"group":"home","token":"t"})"),
+            Problems{"apps.json: apps: expected a non-empty array of apps, got nothing"});
+  EXPECT_EQ(client_problems(with_apps("[]")),
+            Problems{"apps.json: apps: expected a non-empty array of apps, got []"});
+  EXPECT_EQ(client_problems(with_apps(R"({"ssh":1})")),
+            Problems{R"(apps.json: apps: expected a non-empty array of apps, got {"ssh":1})"});
+  EXPECT_EQ(client_problems(with_apps("[" + kApp + ",5]")),
+            Problems{"apps.json: apps[1]: expected an object with name, local and remote_port, "
+                     "got 5"});
+}
+
+TEST(ClientConfig, AppMissingKeys) {
+  EXPECT_EQ(client_problems(with_apps("[{}]")),
+            (Problems{"apps.json: apps[0].name: expected an app name, got nothing",
+                      R"(apps.json: apps[0].local: expected "host:port", got nothing)",
+                      "apps.json: apps[0].remote_port: expected a port from 0 to 65535 (0: the "
+                      "server chooses), got nothing"}));
+}
+
+TEST(ClientConfig, AppLocal) {
+  // The example of DESIGN.md, word for word.
+  EXPECT_EQ(client_problems(
+                with_apps("[" + kApp + R"(,{"name":"web","local":"22","remote_port":6080}])")),
+            Problems{R"(apps.json: apps[1].local: expected "host:port", got "22")"});
+  EXPECT_EQ(client_problems(with_apps(R"([{"name":"a","local":"127.0.0.1:0","remote_port":1}])")),
+            Problems{"apps.json: apps[0].local: expected \"host:port\" with a port from 1 to "
+                     "65535, got \"127.0.0.1:0\""});
+  EXPECT_EQ(client_problems(with_apps(R"([{"name":"a","local":22,"remote_port":1}])")),
+            Problems{"apps.json: apps[0].local: expected a string, got 22"});
+}
+
+TEST(ClientConfig, AppRemotePort) {
+  const std::string want =
+      "apps.json: apps[0].remote_port: expected an integer from 0 to 65535, got ";
+  auto app = [](const std::string& port) {
+    return with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":)" + port + "}]");
+  };
+  EXPECT_EQ(client_problems(app("70000")), Problems{want + "70000"});
+  EXPECT_EQ(client_problems(app("65536")), Problems{want + "65536"});
+  EXPECT_EQ(client_problems(app("-1")), Problems{want + "-1"});
+  EXPECT_EQ(client_problems(app("\"6022\"")), Problems{want + "\"6022\""});
+  EXPECT_EQ(client_problems(app("6022.5")), Problems{want + "6022.5"});
+  EXPECT_EQ(client_problems(app("65535")), Problems{});
+}
+
+TEST(ClientConfig, DuplicateAppNames) {
+  EXPECT_EQ(client_problems(
+                with_apps("[" + kApp + R"(,{"name":"web","local":"127.0.0.1:80","remote_port":6080},
+                              {"name":"ssh","local":"127.0.0.1:23","remote_port":6023}])")),
+            Problems{"apps.json: apps[2].name: expected a name unique within the group (apps[0] "
+                     "has it too), got \"ssh\""});
+}
+
+TEST(ClientConfig, DuplicateRemotePorts) {
+  EXPECT_EQ(client_problems(
+                with_apps("[" + kApp + R"(,{"name":"web","local":"127.0.0.1:80","remote_port":6080},
+                              {"name":"ssh2","local":"127.0.0.1:23","remote_port":6022}])")),
+            Problems{"apps.json: apps[2].remote_port: expected a port no other app uses (apps[0] "
+                     "has it too), got 6022"});
+}
+
+TEST(ClientConfig, AppType) {
+  EXPECT_EQ(client_problems(
+                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"udp"}])")),
+            Problems{R"(apps.json: apps[0].type: expected "tcp", got "udp")"});
+  EXPECT_EQ(client_problems(
+                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":1}])")),
+            Problems{"apps.json: apps[0].type: expected a string, got 1"});
+  EXPECT_EQ(client_problems(
+                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"tcp"}])")),
+            Problems{});
+}
+
+TEST(ClientConfig, AppNames) {
+  const std::string want =
+      "apps.json: apps[0].name: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . -, got ";
+  auto app = [](const std::string& name) {
+    return with_apps(R"([{"name":)" + name + R"(,"local":"127.0.0.1:1","remote_port":1}])");
+  };
+  EXPECT_EQ(client_problems(app("\"my app\"")), Problems{want + "\"my app\""});
+  EXPECT_EQ(client_problems(app("\"\"")), Problems{want + "\"\""});
+  EXPECT_EQ(client_problems(app("\"a/b\"")), Problems{want + "\"a/b\""});
+  const std::string n65(65, 'n');
+  EXPECT_EQ(client_problems(app(in_quotes(n65))), Problems{want + in_quotes(n65)});
+  EXPECT_EQ(client_problems(app(in_quotes(std::string(64, 'n')))), Problems{});
+  // Long values are cut to 80 characters in messages.
+  EXPECT_EQ(client_problems(app(in_quotes(std::string(100, 'n')))),
+            Problems{want + in_quotes(std::string(76, 'n')).substr(0, 77) + "..."});
+  EXPECT_EQ(client_problems(app("5")),
+            Problems{"apps.json: apps[0].name: expected a string, got 5"});
+}
+
+TEST(ClientConfig, SeveralErrorsReportedTogether) {
+  auto p = client_problems(
+      R"({"group":"my home","extra":true,"apps":[{"name":"ssh","local":"22","remote_port":70000,"type":"udp"}]})",
+      "");
+  EXPECT_EQ(
+      p, (Problems{"apps.json: extra: expected one of the keys apps, group, heartbeat_interval_s, "
+                   "log_level, server, token, token_file, got an unknown key",
+                   "apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . "
+                   "-, got \"my home\"",
+                   "apps.json: NTP_TOKEN: expected a non-empty token, got an empty value",
+                   R"(apps.json: apps[0].local: expected "host:port", got "22")",
+                   "apps.json: apps[0].remote_port: expected an integer from 0 to 65535, got 70000",
+                   R"(apps.json: apps[0].type: expected "tcp", got "udp")"}));
+}
+
+// ---------------------------------------------------------------- the client's token
+
+TEST(ClientToken, MissingEverywhere) {
+  EXPECT_EQ(client_problems(R"({"group":"home","apps":[)" + kApp + "]}"),
+            Problems{"apps.json: token: expected a token (\"token\", \"token_file\" or NTP_TOKEN), "
+                     "got nothing"});
+}
+
+TEST(ClientToken, FromTheEnvironmentAlone) {
+  auto cfg = parse_client_config(R"({"group":"home","apps":[)" + kApp + "]}", "apps.json",
+                                 std::string("env-secret"));
+  EXPECT_EQ(cfg.token, "env-secret");
+}
+
+TEST(ClientToken, EmptyEnvironmentValueIsAnError) {
+  EXPECT_EQ(client_problems(with_apps("[" + kApp + "]"), ""),
+            Problems{"apps.json: NTP_TOKEN: expected a non-empty token, got an empty value"});
+}
+
+TEST(ClientToken, EmptyOrWrongTypeInline) {
+  EXPECT_EQ(client_problems(R"({"group":"home","token":"","apps":[)" + kApp + "]}"),
+            Problems{R"(apps.json: token: expected a non-empty string, got "")"});
+  EXPECT_EQ(client_problems(R"({"group":"home","token":42,"apps":[)" + kApp + "]}"),
+            Problems{"apps.json: token: expected a string, got 42"});
+}
+
+TEST(ClientToken, Precedence) {
+  TempDir dir;
+  auto file = dir.write("token", "file-secret\n");
+  const std::string doc = R"({"group":"home","token":"inline-secret","token_file":")" +
+                          file.string() + R"(","apps":[)" + kApp + "]}";
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-secret")).token, "env-secret");
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "file-secret");
+  EXPECT_EQ(parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt).token, "t");
+}
+
+TEST(ClientToken, FileTrailingNewlinesStripped) {
+  TempDir dir;
+  for (const char* content : {"s3cret", "s3cret\n", "s3cret\r\n", "s3cret\n\n", "s3cret \n"}) {
+    auto file = dir.write("token", content);
+    const std::string doc =
+        R"({"group":"home","token_file":")" + file.string() + R"(","apps":[)" + kApp + "]}";
+    EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "s3cret")
+        << ::testing::PrintToString(std::string(content));
+  }
+}
+
+TEST(ClientToken, FileErrors) {
+  TempDir dir;
+  const auto missing = (dir.path() / "absent").string();
+  EXPECT_EQ(client_problems(R"({"group":"home","token_file":")" + missing + R"(","apps":[)" + kApp +
+                            "]}"),
+            Problems{"apps.json: token_file: expected a readable file holding the token, got \"" +
+                     missing + "\" (No such file or directory)"});
+  auto empty = dir.write("empty", "\n");
+  EXPECT_EQ(client_problems(R"({"group":"home","token_file":")" + empty.string() + R"(","apps":[)" +
+                            kApp + "]}"),
+            Problems{"apps.json: token_file: expected a file holding a non-empty token, got \"" +
+                     empty.string() + "\" (empty)"});
+  EXPECT_EQ(client_problems(R"({"group":"home","token_file":"","apps":[)" + kApp + "]}"),
+            Problems{R"(apps.json: token_file: expected a non-empty string, got "")"});
+  EXPECT_EQ(client_problems(R"({"group":"home","token_file":1,"apps":[)" + kApp + "]}"),
+            Problems{"apps.json: token_file: expected a string, got 1"});
+}
+
+TEST(EnvToken, ReadsNtpToken) {
+  const char* saved = std::getenv("NTP_TOKEN");
+  std::optional<std::string> restore = saved ? std::optional<std::string>(saved) : std::nullopt;
+  ::unsetenv("NTP_TOKEN");
+  EXPECT_EQ(env_token(), std::nullopt);
+  ::setenv("NTP_TOKEN", "abc", 1);
+  EXPECT_EQ(env_token(), "abc");
+  ::setenv("NTP_TOKEN", "", 1);
+  EXPECT_EQ(env_token(), "");  // set but empty: an error later, not "unset"
+  if (restore)
+    ::setenv("NTP_TOKEN", restore->c_str(), 1);
+  else
+    ::unsetenv("NTP_TOKEN");
+}
+
+// ---------------------------------------------------------------- files
+
+TEST(LoadConfig, FromFiles) {
+  TempDir dir;
+  auto apps = dir.write("apps.json", with_apps("[" + kApp + "]"));
+  EXPECT_EQ(load_client_config(apps, std::nullopt).group, "home");
+  auto server = dir.write("server.json", R"({"heartbeat_timeout_s":7})");
+  EXPECT_EQ(load_server_config(server).heartbeat_timeout_s, 7);
+}
+
+TEST(LoadConfig, MessagesNameTheFile) {
+  TempDir dir;
+  auto bad = dir.write("server.json", R"({"bind":"x"})");
+  try {
+    load_server_config(bad);
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems(), Problems{bad.string() + R"(: bind: expected "host:port", got "x")"});
+  }
+  const auto missing = dir.path() / "nope.json";
+  try {
+    load_client_config(missing, std::nullopt);
+    ADD_FAILURE() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems(),
+              Problems{missing.string() + ": cannot read: No such file or directory"});
+  }
+}
+
+}  // namespace
+}  // namespace ntp

@@ -1,0 +1,282 @@
+#include "ntp/splice.hpp"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+
+#include "../support/test_support.hpp"
+#include "ntp/live_streams.hpp"
+
+namespace ntp {
+namespace {
+
+using namespace test;
+
+awaitable<SpliceResult> tracked_splice(LiveStreams& streams, tcp::socket& a, tcp::socket& b) {
+  LiveStreams::Entry entry(streams, a, b);
+  co_return co_await splice(a, b);
+}
+
+awaitable<error_code> write_all(tcp::socket& s, std::string_view data) {
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), nothrow);
+  co_return ec;
+}
+
+awaitable<std::string> read_n(tcp::socket& s, std::size_t n) {
+  std::string out(n, '\0');
+  auto [ec, got] = co_await asio::async_read(s, asio::buffer(out), nothrow);
+  out.resize(got);
+  co_return out;
+}
+
+// user ⇄ a ══splice══ b ⇄ app: two real loopback pairs, spliced in the middle.
+class Splice : public ::testing::Test {
+ protected:
+  asio::io_context io;
+  SocketPair left = tcp_pair(io);
+  SocketPair right = tcp_pair(io);
+  tcp::socket& user = left.client;
+  tcp::socket& a = left.server;
+  tcp::socket& b = right.client;
+  tcp::socket& app = right.server;
+  LiveStreams streams{io.get_executor()};
+  std::optional<SpliceResult> result;
+  bool started = false;
+
+  void start(bool tracked = false) {
+    started = true;
+    auto done = [this](std::exception_ptr e, SpliceResult r) {
+      EXPECT_FALSE(e) << "splice threw";
+      result = r;
+    };
+    if (tracked)
+      asio::co_spawn(io, tracked_splice(streams, a, b), done);
+    else
+      asio::co_spawn(io, splice(a, b), done);
+  }
+
+  bool ended(milliseconds limit = 5s) {
+    return wait_until(
+        io, [&] { return result.has_value(); }, limit);
+  }
+
+  void TearDown() override {
+    error_code ignored;
+    user.close(ignored);
+    app.close(ignored);
+    if (started) {
+      EXPECT_TRUE(ended()) << "splice did not end once both peers closed";
+    }
+  }
+};
+
+TEST_F(Splice, BytesBothWaysWithCounts) {
+  start();
+  std::string at_app, at_user;
+  std::pair<std::string, error_code> app_eof, user_eof;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await write_all(user, "hello");
+    at_app = co_await read_n(app, 5);
+    co_await write_all(app, "world!!");
+    at_user = co_await read_n(user, 7);
+    user.shutdown(tcp::socket::shutdown_send);
+    app_eof = co_await read_to_eof(app);
+    app.shutdown(tcp::socket::shutdown_send);
+    user_eof = co_await read_to_eof(user);
+  })) << "bytes did not cross the splice";
+  EXPECT_EQ(at_app, "hello");
+  EXPECT_EQ(at_user, "world!!");
+  EXPECT_EQ(app_eof.second, asio::error::eof);
+  EXPECT_EQ(user_eof.second, asio::error::eof);
+  ASSERT_TRUE(ended()) << "splice did not end after both directions closed";
+  EXPECT_EQ(result->a_to_b, 5u);
+  EXPECT_EQ(result->b_to_a, 7u);
+}
+
+// The user finishes sending (shutdown of its write side) and still gets the reply.
+TEST_F(Splice, HalfCloseKeepsTheOtherDirection) {
+  start();
+  std::pair<std::string, error_code> request, reply;
+  bool running_after_half_close = false;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await write_all(user, "request");
+    user.shutdown(tcp::socket::shutdown_send);
+    request = co_await read_to_eof(app);  // the app sees the end of the request...
+    running_after_half_close = !result.has_value();
+    co_await write_all(app, "reply");  // ...and answers after it
+    app.shutdown(tcp::socket::shutdown_send);
+    reply = co_await read_to_eof(user);
+  })) << "half-closed stream did not complete";
+  EXPECT_EQ(request.first, "request");
+  EXPECT_EQ(request.second, asio::error::eof);
+  EXPECT_TRUE(running_after_half_close) << "splice ended on the first EOF";
+  EXPECT_EQ(reply.first, "reply");
+  EXPECT_EQ(reply.second, asio::error::eof);
+  ASSERT_TRUE(ended());
+  EXPECT_EQ(result->a_to_b, 7u);
+  EXPECT_EQ(result->b_to_a, 5u);
+}
+
+TEST_F(Splice, LargeTransferBothWaysAtOnce) {
+  constexpr std::size_t kSize = 8 * 1024 * 1024;
+  const std::string up = pattern(kSize, 1), down = pattern(kSize, 2);
+  std::string at_app, at_user;
+  start();
+  auto send = [](tcp::socket& s, const std::string& data) -> awaitable<void> {
+    auto ec = co_await write_all(s, data);
+    EXPECT_FALSE(ec) << ec.message();
+    s.shutdown(tcp::socket::shutdown_send);
+  };
+  auto receive = [](tcp::socket& s, std::string& out) -> awaitable<void> {
+    auto r = co_await read_to_eof(s);
+    EXPECT_EQ(r.second, asio::error::eof);
+    out = std::move(r.first);
+  };
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        co_await (send(user, up) && send(app, down) && receive(app, at_app) &&
+                  receive(user, at_user));
+      },
+      20s))
+      << "16 MiB did not cross the splice";
+  EXPECT_EQ(at_app.size(), kSize);
+  EXPECT_EQ(at_user.size(), kSize);
+  EXPECT_TRUE(at_app == up) << "upstream bytes corrupted";
+  EXPECT_TRUE(at_user == down) << "downstream bytes corrupted";
+  ASSERT_TRUE(ended());
+  EXPECT_EQ(result->a_to_b, kSize);
+  EXPECT_EQ(result->b_to_a, kSize);
+}
+
+// A reset on one side ends both directions; the other peer sees its stream end.
+TEST_F(Splice, ResetOnOneSideEndsBoth) {
+  start();
+  std::string echoed;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await write_all(user, "x");
+    echoed = co_await read_n(app, 1);
+  }));
+  ASSERT_EQ(echoed, "x");
+  user.set_option(asio::socket_base::linger(true, 0));
+  user.close();  // RST
+  ASSERT_TRUE(ended(2s)) << "splice kept running after a reset";
+  std::pair<std::string, error_code> rest;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { rest = co_await read_to_eof(app); }, 2s))
+      << "the app side was not closed after the user's reset";
+  EXPECT_TRUE(rest.second) << "the app side should see its stream end";
+  EXPECT_EQ(result->a_to_b, 1u);
+}
+
+TEST_F(Splice, ResetOnTheAppSideEndsBoth) {
+  start();
+  app.set_option(asio::socket_base::linger(true, 0));
+  app.close();
+  ASSERT_TRUE(ended(2s)) << "splice kept running after a reset";
+  std::pair<std::string, error_code> rest;
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { rest = co_await read_to_eof(user); }, 2s));
+  EXPECT_TRUE(rest.second);
+}
+
+TEST_F(Splice, LiveStreamsTracksTheSplice) {
+  start(/*tracked=*/true);
+  ASSERT_TRUE(wait_until(
+      io, [&] { return streams.size() == 1; }, 1s));
+  user.shutdown(tcp::socket::shutdown_send);
+  app.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(ended());
+  EXPECT_EQ(streams.size(), 0u);
+}
+
+TEST_F(Splice, CloseAllEndsSplices) {
+  start(/*tracked=*/true);
+  std::string got;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await write_all(user, "ping");
+    got = co_await read_n(app, 4);
+  }));
+  EXPECT_EQ(got, "ping");
+  streams.close_all();
+  ASSERT_TRUE(ended(2s)) << "close_all did not end the splice";
+  EXPECT_EQ(streams.size(), 0u);
+  std::pair<std::string, error_code> user_end, app_end;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        user_end = co_await read_to_eof(user);
+        app_end = co_await read_to_eof(app);
+      },
+      2s))
+      << "peers of a closed stream were left open";
+  EXPECT_TRUE(user_end.second);
+  EXPECT_TRUE(app_end.second);
+}
+
+TEST_F(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
+  start(/*tracked=*/true);
+  ASSERT_TRUE(wait_until(
+      io, [&] { return streams.size() == 1; }, 1s));
+  // Shared: if an assertion ends the test early, TearDown still runs this to its end.
+  auto waited = std::make_shared<bool>(false);
+  const auto began = steady_clock::now();
+  asio::co_spawn(
+      io,
+      [this, waited]() -> awaitable<void> {
+        co_await streams.wait_empty(5s);
+        *waited = true;
+      },
+      asio::detached);
+  run_for(io, 50ms);
+  EXPECT_FALSE(*waited) << "wait_empty returned while a stream was live";
+  user.shutdown(tcp::socket::shutdown_send);
+  app.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(wait_until(
+      io, [&] { return *waited; }, 2s))
+      << "wait_empty missed the last stream ending";
+  EXPECT_LT(steady_clock::now() - began, 2s);
+}
+
+TEST(LiveStreams, WaitEmptyReturnsAtOnceWhenEmpty) {
+  asio::io_context io;
+  LiveStreams streams(io.get_executor());
+  const auto began = steady_clock::now();
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { co_await streams.wait_empty(5s); }, 1s));
+  EXPECT_LT(steady_clock::now() - began, 100ms);
+}
+
+TEST(LiveStreams, WaitEmptyGivesUpAfterTheGracePeriod) {
+  asio::io_context io;
+  LiveStreams streams(io.get_executor());
+  tcp::socket a(io), b(io);
+  LiveStreams::Entry entry(streams, a, b);
+  EXPECT_EQ(streams.size(), 1u);
+  const auto began = steady_clock::now();
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { co_await streams.wait_empty(200ms); }, 2s));
+  const auto waited = steady_clock::now() - began;
+  EXPECT_GE(waited, 190ms);
+  EXPECT_LT(waited, 1s);
+  EXPECT_EQ(streams.size(), 1u);
+}
+
+TEST(LiveStreams, EntriesComeAndGo) {
+  asio::io_context io;
+  LiveStreams streams(io.get_executor());
+  tcp::socket a(io), b(io), c(io), d(io);
+  {
+    LiveStreams::Entry one(streams, a, b);
+    {
+      LiveStreams::Entry two(streams, c, d);
+      EXPECT_EQ(streams.size(), 2u);
+    }
+    EXPECT_EQ(streams.size(), 1u);
+  }
+  EXPECT_EQ(streams.size(), 0u);
+}
+
+}  // namespace
+}  // namespace ntp
