@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Configure, build and run the whole test suite: the command README and CI use.
+#
+#   scripts/test.sh          Release build in build/
+#   scripts/test.sh asan     AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#
 # The last lines printed are ctest's summary.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build
-ctest --test-dir build --output-on-failure -j2
+preset=${1:-release}
+case "$preset" in
+  release | debug | asan) ;;
+  *) echo "usage: scripts/test.sh [release|debug|asan]" >&2; exit 2 ;;
+esac
+
+cmake --preset "$preset"
+cmake --build --preset "$preset"
+ctest --preset "$preset"
