@@ -272,7 +272,7 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
 
   // Token precedence: NTP_TOKEN, then token_file, then token.
   std::optional<std::string> file_tok, inline_tok;
-  if (doc.contains("token_file")) {
+  if (doc.contains("token_file") && !env_tok) {  // NTP_TOKEN wins: the file is not needed
     if (auto path = c.nonempty_string(doc["token_file"], "token_file")) {
       std::ifstream in(*path, std::ios::binary);
       if (!in) {

@@ -557,6 +557,16 @@ TEST(ClientToken, Precedence) {
   EXPECT_EQ(parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt).token, "t");
 }
 
+// NTP_TOKEN wins, so a token_file that only exists on the service host (or is
+// unreadable here) does not stop the override.
+TEST(ClientToken, EnvTokenSkipsTheTokenFile) {
+  TempDir dir;
+  const auto missing = (dir.path() / "absent").string();
+  const std::string doc =
+      R"({"group":"home","token_file":")" + missing + R"(","apps":[)" + kApp + "]}";
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-secret")).token, "env-secret");
+}
+
 TEST(ClientToken, FileTrailingNewlinesStripped) {
   TempDir dir;
   for (const char* content : {"s3cret", "s3cret\n", "s3cret\r\n", "s3cret\n\n", "s3cret \n"}) {
