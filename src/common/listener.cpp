@@ -1,8 +1,48 @@
 #include "ntp/listener.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "ntp/logging.hpp"
 
 namespace ntp {
+namespace {
+
+// One descriptor held in reserve. Out of descriptors, accept() fails with EMFILE
+// (whether or not a connection is pending), so a waiting user would sit in the
+// backlog. Giving the reserve up lets us accept such a connection and close it at
+// once, so the user learns promptly, then the reserve is taken again.
+class ReserveDescriptor {
+ public:
+  ReserveDescriptor() { take(); }
+  bool available() const { return fd_ >= 0; }
+  // Accepts and closes every pending connection; returns how many.
+  int shed_pending(int listen_fd) {
+    int shed = 0;
+    while (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+      int c = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (c >= 0) ::close(c);
+      take();
+      if (c < 0) break;  // EAGAIN: nothing (more) pending
+      ++shed;
+    }
+    return shed;
+  }
+
+ private:
+  void take() { fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+  int fd_ = -1;
+};
+
+bool out_of_descriptors(const error_code& ec) {
+  return ec == asio::error::no_descriptors ||
+         ec == boost::system::errc::too_many_files_open_in_system;
+}
+
+}  // namespace
 
 tcp::acceptor open_listener(const asio::any_io_executor& ex, const tcp::endpoint& ep,
                             error_code& ec) {
@@ -24,6 +64,7 @@ tcp::acceptor open_listener(const asio::any_io_executor& ex, const tcp::endpoint
 awaitable<std::optional<tcp::socket>> accept_next(tcp::acceptor& acceptor,
                                                   const std::string& context) {
   static RateLimit limit(5, std::chrono::seconds(10));
+  static ReserveDescriptor reserve;
   for (;;) {
     auto [ec, s] = co_await acceptor.async_accept(nothrow);
     if (!ec) {
@@ -31,12 +72,20 @@ awaitable<std::optional<tcp::socket>> accept_next(tcp::acceptor& acceptor,
       co_return std::move(s);
     }
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return std::nullopt;
+    const int shed = out_of_descriptors(ec) ? reserve.shed_pending(acceptor.native_handle()) : 0;
     std::uint64_t suppressed = 0;
     if (limit.allow(suppressed))
-      spdlog::warn("{}: accept: {}{}", context, ec.message(),
+      spdlog::warn("{}: accept: {}{}{}", context, ec.message(),
+                   shed ? fmt::format("; closed {} new connection(s) at once", shed) : "",
                    suppressed ? fmt::format(" ({} similar lines suppressed)", suppressed) : "");
-    // Out of descriptors or memory: wait for some to be released rather than spin.
-    if (!co_await sleep_for(std::chrono::milliseconds(100))) co_return std::nullopt;
+    if (out_of_descriptors(ec) && reserve.available()) {
+      // accept() keeps failing while descriptors are short: sleep until the next
+      // connection arrives instead of spinning on EMFILE.
+      auto [wec] = co_await acceptor.async_wait(tcp::acceptor::wait_read, nothrow);
+      if (wec) co_return std::nullopt;
+    } else if (!co_await sleep_for(std::chrono::milliseconds(100))) {
+      co_return std::nullopt;  // out of memory or the like: back off, do not spin
+    }
   }
 }
 

@@ -3,6 +3,7 @@ Every test is bounded (see the timeouts)."""
 
 import os
 import random
+import resource
 import sys
 import threading
 import time
@@ -106,6 +107,41 @@ class LoadTest(h.TunnelTestCase):
                      lambda: f"client descriptors back near {base_client} (now {client.fd_count()})",
                      interval=0.1)
         self.assert_echo(ports["ssh"])
+
+
+    def test_out_of_descriptors_new_users_closed_existing_streams_untouched(self):
+        """Past the fd limit a new user is accepted and closed at once with a log
+        line; the accept loop neither spins nor dies, and live streams go on."""
+        echo = self.echo_server()
+        server, client, ports = self.start_tunnel([h.app("ssh", echo.port, h.free_port())])
+        port = ports["ssh"]
+        live = h.connect(port)
+        self.addCleanup(live.close)
+        self.assertEqual(h.roundtrip(live, b"before"), b"before")
+
+        soft, hard = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (server.fd_count() + 4, hard))
+        users, closed_fast = [], None
+        for _ in range(40):  # bounded: a handful exhausts the 4 spare descriptors
+            u = h.connect(port)
+            users.append(u)
+            try:
+                took = h.wait_closed(u, 1.0, "user past the descriptor limit")
+            except AssertionError:
+                continue  # this one still got a descriptor (it waits for a data connection)
+            closed_fast = took
+            break
+        for u in users:
+            u.close()
+        self.assertIsNotNone(closed_fast, "no user was closed once descriptors ran out")
+        self.assertLess(closed_fast, 1.0)
+        server.wait_log(r"accept: Too many open files; closed \d+ new connection\(s\) at once")
+        self.assertEqual(h.roundtrip(live, b"during"), b"during", "the live stream kept working")
+
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        self.assert_echo(port)
+        self.assertEqual(h.roundtrip(live, b"after"), b"after")
+        self.assertTrue(server.alive())
 
 
 if __name__ == "__main__":
