@@ -41,6 +41,9 @@ struct ServerConfig {
   std::vector<PortRange> allow_ports;                        // empty: 1024-65535 but the bind port
   std::optional<std::map<std::string, GroupConfig>> groups;  // present: ready groups only
   int heartbeat_timeout_s = 30;
+  // Connections still in their handshake; at the cap the oldest is dropped, so a
+  // flood of silent connections cannot keep a real client out.
+  std::uint32_t max_handshakes = 256;
   LogLevel log_level = spdlog::level::info;
 };
 

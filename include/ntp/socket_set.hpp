@@ -15,29 +15,42 @@ class SocketSet {
   class Entry {
    public:
     Entry(SocketSet& set, tcp::socket& s)
-        : set_(&set), it_(set.sockets_.insert(set.sockets_.end(), &s)) {}
+        : set_(&set), socket_(&s), it_(set.entries_.insert(set.entries_.end(), this)) {}
     ~Entry() { release(); }
     Entry(const Entry&) = delete;
     Entry& operator=(const Entry&) = delete;
     // The socket is no longer the set's business (e.g. it is being spliced).
     void release() {
-      if (set_) set_->sockets_.erase(it_);
+      if (set_) set_->entries_.erase(it_);
       set_ = nullptr;
     }
 
    private:
+    friend class SocketSet;
     SocketSet* set_;
-    std::list<tcp::socket*>::iterator it_;
+    tcp::socket* socket_;
+    std::list<Entry*>::iterator it_;
   };
 
-  std::size_t size() const { return sockets_.size(); }
+  std::size_t size() const { return entries_.size(); }
+
   void close_all() {
     error_code ignored;  // the peer may have closed first
-    for (auto* s : sockets_) s->close(ignored);
+    for (auto* e : entries_) e->socket_->close(ignored);
+  }
+
+  // Closes the socket registered first and forgets it at once, so the next call
+  // closes the next one even before the first owner has unwound.
+  void close_oldest() {
+    if (entries_.empty()) return;
+    auto* e = entries_.front();
+    error_code ignored;  // the peer may have closed first
+    e->socket_->close(ignored);
+    e->release();
   }
 
  private:
-  std::list<tcp::socket*> sockets_;
+  std::list<Entry*> entries_;
 };
 
 }  // namespace ntp

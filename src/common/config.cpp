@@ -183,7 +183,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   ServerConfig cfg;
   c.only_keys(doc, "",
               {"bind", "token", "proxy_bind_addr", "allow_ports", "groups", "heartbeat_timeout_s",
-               "log_level"});
+               "max_handshakes", "log_level"});
   if (doc.contains("bind"))
     if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
   if (doc.contains("token"))
@@ -204,6 +204,9 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   if (doc.contains("heartbeat_timeout_s"))
     if (auto v = c.integer(doc["heartbeat_timeout_s"], "heartbeat_timeout_s", 1, 3600))
       cfg.heartbeat_timeout_s = static_cast<int>(*v);
+  if (doc.contains("max_handshakes"))
+    if (auto v = c.integer(doc["max_handshakes"], "max_handshakes", 1, 10000))
+      cfg.max_handshakes = static_cast<std::uint32_t>(*v);
   if (doc.contains("log_level"))
     if (auto l = c.log_level(doc["log_level"], "log_level")) cfg.log_level = *l;
 

@@ -12,7 +12,6 @@
 namespace ntp {
 namespace {
 
-
 std::string describe(const std::vector<PortRange>& ranges) {
   std::string out;
   for (auto& r : ranges) {

@@ -83,6 +83,12 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
   const auto peer = peer_of(s);
   std::optional<std::shared_ptr<AppGroup>> group;
   {
+    if (unauthenticated_.size() >= config_.max_handshakes) {
+      reject("the oldest unauthenticated connection",
+             fmt::format("max_handshakes ({}) reached, making room for {}", config_.max_handshakes,
+                         peer));
+      unauthenticated_.close_oldest();
+    }
     SocketSet::Entry guard(unauthenticated_, s);
     group = co_await with_timeout(admit(s, peer), kHandshakeTimeout);
   }

@@ -140,6 +140,25 @@ class WireTest(h.TunnelTestCase):
                 pending.discard(s)
         self.assert_echo(remote)
 
+    def test_max_handshakes_drops_the_oldest_unauthenticated_connection(self):
+        cap, extra = 20, 30
+        server = self.server = self.start_server(self.server_config(max_handshakes=cap))
+        self.bind = server.bind_port
+        silent = [h.connect(self.bind) for _ in range(cap + extra)]
+        self.addCleanup(lambda: [s.close() for s in silent])
+        # The first `extra` make room for the later ones at once, long before the
+        # 5 s handshake deadline; the newest `cap` stay open.
+        for i, s in enumerate(silent[:extra]):
+            h.wait_closed(s, 1.0, f"silent connection {i} (over max_handshakes)")
+        server.wait_log(r"rejected the oldest unauthenticated connection: "
+                        rf"max_handshakes \({cap}\) reached")
+        for s in silent[extra:]:
+            s.setblocking(False)
+            with self.assertRaises(BlockingIOError, msg="a connection within the cap was closed"):
+                s.recv(1)
+        client, remote = self.tunnel(server.bind_port)
+        self.assert_echo(remote)
+
     # -- login ----------------------------------------------------------
 
     def raw_login(self, group, token):

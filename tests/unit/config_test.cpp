@@ -92,6 +92,7 @@ TEST(ServerConfig, DefaultsWhenKeysAreAbsent) {
   EXPECT_TRUE(cfg.allow_ports.empty());
   EXPECT_FALSE(cfg.groups);
   EXPECT_EQ(cfg.heartbeat_timeout_s, 30);
+  EXPECT_EQ(cfg.max_handshakes, 256u);
   EXPECT_EQ(cfg.log_level, spdlog::level::info);
 }
 
@@ -160,7 +161,8 @@ TEST(ServerConfig, TopLevelMustBeAnObject) {
 TEST(ServerConfig, UnknownTopLevelKey) {
   EXPECT_EQ(server_problems(R"({"bnid":"0.0.0.0:7000"})"),
             Problems{"server.json: bnid: expected one of the keys allow_ports, bind, groups, "
-                     "heartbeat_timeout_s, log_level, proxy_bind_addr, token, got an unknown key"});
+                     "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, token, got "
+                     "an unknown key"});
 }
 
 TEST(ServerConfig, Bind) {
@@ -197,6 +199,14 @@ TEST(ServerConfig, AllowPorts) {
                       "server.json: allow_ports[1]: " + want + "\"7000-6000\"",
                       "server.json: allow_ports[2]: " + want + "6022",
                       "server.json: allow_ports[3]: " + want + "\"70000\""}));
+}
+
+TEST(ServerConfig, MaxHandshakes) {
+  const std::string want = "server.json: max_handshakes: expected an integer from 1 to 10000, got ";
+  EXPECT_EQ(server_problems(R"({"max_handshakes":0})"), Problems{want + "0"});
+  EXPECT_EQ(server_problems(R"({"max_handshakes":10001})"), Problems{want + "10001"});
+  EXPECT_EQ(server_problems(R"({"max_handshakes":"64"})"), Problems{want + "\"64\""});
+  EXPECT_EQ(parse_server_config(R"({"max_handshakes":64})", "s").max_handshakes, 64u);
 }
 
 TEST(ServerConfig, HeartbeatTimeout) {
@@ -290,7 +300,8 @@ TEST(ServerConfig, SeveralErrorsReportedTogether) {
       R"({"bind":"x","heartbeat_timeout_s":0,"extra":1,"groups":{"home":{"token":""}}})");
   EXPECT_EQ(p,
             (Problems{"server.json: extra: expected one of the keys allow_ports, bind, groups, "
-                      "heartbeat_timeout_s, log_level, proxy_bind_addr, token, got an unknown key",
+                      "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, token, got "
+                      "an unknown key",
                       R"(server.json: bind: expected "host:port", got "x")",
                       "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
                       R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
