@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Turn bench/run's raw figures (path, metric, run, value; tab-separated) into
+the Markdown report: absolute figures, ratios to direct, socat and haproxy2,
+memory per relay process, CPU per GB per bulk run, and the issue's targets.
+
+    python3 bench/report.py results.tsv > latest.md
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+PATHS = ["direct", "socat", "haproxy", "haproxy2", "ssh", "ntp"]
+LABEL = {"ssh": "ssh -R"}
+REFS = ["direct", "socat", "haproxy2"]
+
+# metric, header, format, better ("hi" or "lo")
+COLUMNS = [
+    ("bulk_up1", "1 stream up Gbit/s", "{:.2f}", "hi"),
+    ("bulk_down1", "1 stream down Gbit/s", "{:.2f}", "hi"),
+    ("bulk_up8", "8 streams up Gbit/s", "{:.2f}", "hi"),
+    ("bulk_down8", "8 streams down Gbit/s", "{:.2f}", "hi"),
+    ("lat_p50", "RR p50 µs", "{:.1f}", "lo"),
+    ("lat_p99", "RR p99 µs", "{:.1f}", "lo"),
+    ("conn_rate", "conn/s", "{:.0f}", "hi"),
+    ("conn_p50", "conn p50 ms", "{:.3f}", "lo"),
+    ("conn_p99", "conn p99 ms", "{:.3f}", "lo"),
+    ("mem_1000_total", "KiB/conn @1000", "{:.1f}", "lo"),
+    ("mem_9000_total", "KiB/conn @9000", "{:.1f}", "lo"),
+    ("cpu_up1", "CPU s/GB", "{:.2f}", "lo"),
+]
+
+MEM_LIMIT_KIB = 16
+
+
+def load(path):
+    data = defaultdict(lambda: defaultdict(dict))  # path -> metric -> run -> value
+    machine, failed = {}, defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 4:
+                continue
+            p, metric, run, value = parts
+            if p == "machine":
+                machine[metric] = value
+            elif metric == "failed":
+                failed[p].append(value)
+            else:
+                try:
+                    data[p][metric][int(run)] = float(value)
+                except ValueError:
+                    pass
+    return data, machine, failed
+
+
+def median_abs(data, p, m):
+    runs = data.get(p, {}).get(m)
+    return statistics.median(runs.values()) if runs else None
+
+
+def median_ratio(data, p, ref, m):
+    a, b = data.get(p, {}).get(m), data.get(ref, {}).get(m)
+    if not a or not b:
+        return None
+    ratios = [a[r] / b[r] for r in a if r in b and b[r] > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def fmt(v, f):
+    return "—" if v is None else f.format(v)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main():
+    data, machine, failed = load(sys.argv[1])
+    paths = [p for p in machine.get("paths", " ".join(PATHS)).split() if p in PATHS]
+    cols = [c for c in COLUMNS if any(c[0] in data.get(p, {}) for p in paths)]
+    w = print
+
+    w("# ntp benchmark")
+    w()
+    w(f"- machine: {machine.get('nproc', '?')} CPUs, {machine.get('cpu', '?')}, "
+      f"kernel {machine.get('kernel', '?')}")
+    w(f"- date: {machine.get('date', '?')}; ntp {machine.get('ntp_commit', '?')}; "
+      f"run took {machine.get('seconds', '?')} s")
+    w(f"- mode: {machine.get('mode', '?')}")
+    w(f"- tools: {machine.get('tools', '?')}")
+    w(f"- load average at start / end: {machine.get('loadavg_start', '?')} / "
+      f"{machine.get('loadavg_end', '?')}")
+    if machine.get("busy", "no") != "no":
+        w(f"- **warning:** {machine['busy']}; figures are noisy")
+    w("- every path: user → 127.0.0.1:port → relay(s) → the same backends "
+      "(bench/echo_server for RR/conn/memory, iperf3 -s for bulk)")
+    w()
+
+    w("## Absolute figures")
+    w()
+    w("Medians over runs. Up = iperf3 client → backend, down = iperf3 -R. RR = one "
+      "connection, 64-byte request/response. conn = new connection to first echoed "
+      "byte, sequential. KiB/conn = relay memory per held idle connection (all relay "
+      "processes of the path together). CPU s/GB = relay CPU seconds per GB moved, "
+      "1 stream up.")
+    w()
+    rows = []
+    for p in paths:
+        rows.append([LABEL.get(p, p)] + [fmt(median_abs(data, p, m), f) for m, _, f, _ in cols])
+    w(table(["path"] + [h for _, h, _, _ in cols], rows))
+    w()
+    counts = {p: median_abs(data, p, "conn_n") for p in paths}
+    most = max((c for c in counts.values() if c), default=None)
+    short = [f"{LABEL.get(p, p)} ({c:.0f})" for p, c in counts.items() if c and most and c < most]
+    if short:
+        w(f"conn/s over fewer than {most:.0f} connections (the connect test stops after "
+          f"a time limit): {', '.join(short)}.")
+        w()
+
+    for ref in REFS:
+        if ref not in paths or ref not in data:
+            continue
+        w(f"## Ratio to {LABEL.get(ref, ref)}")
+        w()
+        w("path ÷ reference, median of per-run ratios (higher is better for Gbit/s "
+          "and conn/s, lower for the rest).")
+        w()
+        rows = []
+        for p in paths:
+            rows.append([LABEL.get(p, p)] +
+                        [fmt(median_ratio(data, p, ref, m), "{:.2f}×") for m, _, _, _ in cols])
+        w(table(["path"] + [h for _, h, _, _ in cols], rows))
+        w()
+
+    w("## Memory per held connection, per relay process")
+    w()
+    w("(KiB with N connections held − KiB before) ÷ N. One process: RSS; socat and "
+      "sshd fork per connection: PSS summed over the process and its children.")
+    w()
+    ns = sorted({int(m.split("_")[1]) for p in paths for m in data.get(p, {})
+                 if m.startswith("mem_") and not m.endswith("_total")})
+    rows = []
+    for p in paths:
+        procs = sorted({m.split("_", 2)[2] for m in data.get(p, {})
+                        if m.startswith("mem_") and not m.endswith("_total")})
+        for proc in procs:
+            rows.append([LABEL.get(p, p), proc] +
+                        [fmt(median_abs(data, p, f"mem_{n}_{proc}"), "{:.1f}") for n in ns])
+    if rows:
+        w(table(["path", "process"] + [f"KiB/conn @{n}" for n in ns], rows))
+    else:
+        w("(not measured)")
+    w()
+
+    cpu_cols = [("cpu_up1", "1 up"), ("cpu_down1", "1 down"), ("cpu_up8", "8 up"),
+                ("cpu_down8", "8 down")]
+    cpu_cols = [c for c in cpu_cols if any(c[0] in data.get(p, {}) for p in paths)]
+    w("## Relay CPU seconds per GB, per bulk run")
+    w()
+    w("utime+stime of all relay processes (and reaped children) around each iperf3 run, "
+      "÷ GB received.")
+    w()
+    rows = []
+    for p in paths:
+        if p == "direct":
+            continue
+        rows.append([LABEL.get(p, p)] + [fmt(median_abs(data, p, m), "{:.2f}") for m, _ in cpu_cols])
+    w(table(["path"] + [h for _, h in cpu_cols], rows))
+    w()
+
+    w("## Targets (ntp)")
+    w()
+    rows = []
+
+    def verdict(ok):
+        return "—" if ok is None else ("pass" if ok else "**FAIL**")
+
+    for m, h in [("bulk_up1", "1 stream up"), ("bulk_down1", "1 stream down"),
+                 ("bulk_up8", "8 streams up"), ("bulk_down8", "8 streams down")]:
+        r = median_ratio(data, "ntp", "socat", m)
+        rows.append([f"throughput {h} ≥ 1.3× socat", fmt(r, "{:.2f}×"),
+                     verdict(None if r is None else r >= 1.3)])
+    # Added latency: per run, (ntp - direct) / (socat - direct).
+    n50, s50, d50 = (data.get(p, {}).get("lat_p50") for p in ("ntp", "socat", "direct"))
+    added = None
+    detail = "—"
+    if n50 and s50 and d50:
+        rs = [(n50[r] - d50[r]) / (s50[r] - d50[r]) for r in n50
+              if r in s50 and r in d50 and s50[r] - d50[r] > 0]
+        if rs:
+            added = statistics.median(rs)
+            detail = (f"{added:.2f}× (ntp +{statistics.median(n50[r] - d50[r] for r in n50 if r in d50):.1f} µs, "
+                      f"socat +{statistics.median(s50[r] - d50[r] for r in s50 if r in d50):.1f} µs)")
+    rows.append(["added p50 latency over direct ≤ 2× socat's", detail,
+                 verdict(None if added is None else added <= 2)])
+    r = median_ratio(data, "ntp", "haproxy", "conn_rate")
+    rows.append(["conn/s ≥ 0.5× haproxy", fmt(r, "{:.2f}×"), verdict(None if r is None else r >= 0.5)])
+    for n in ns:
+        for proc in ("ntp-server", "ntp-client"):
+            v = median_abs(data, "ntp", f"mem_{n}_{proc}")
+            rows.append([f"memory {proc} ≤ {MEM_LIMIT_KIB} KiB/conn @{n}", fmt(v, "{:.1f} KiB"),
+                         verdict(None if v is None else v <= MEM_LIMIT_KIB)])
+    for m, h in cpu_cols:
+        r = median_ratio(data, "ntp", "haproxy2", m)
+        if r is None and m != "cpu_up1":
+            continue  # not measured for both (--quick)
+        rows.append([f"CPU s/GB ({h}) ≤ 1.5× haproxy2", fmt(r, "{:.2f}×"),
+                     verdict(None if r is None else r <= 1.5)])
+    w(table(["target", "measured", "verdict"], rows))
+    w()
+
+    if failed:
+        w("## Failures")
+        w()
+        for p in paths + [p for p in failed if p not in paths]:
+            for msg in failed.get(p, []):
+                w(f"- {LABEL.get(p, p)}: {msg}")
+        w()
+
+
+if __name__ == "__main__":
+    main()
