@@ -92,8 +92,9 @@ def main():
       f"run took {machine.get('seconds', '?')} s")
     w(f"- mode: {machine.get('mode', '?')}")
     w(f"- tools: {machine.get('tools', '?')}")
+    idle = f"; {machine['idle_check']}" if "idle_check" in machine else ""
     w(f"- load average at start / end: {machine.get('loadavg_start', '?')} / "
-      f"{machine.get('loadavg_end', '?')}")
+      f"{machine.get('loadavg_end', '?')}{idle}")
     if machine.get("busy", "no") != "no":
         w(f"- **warning:** {machine['busy']}; figures are noisy")
     w("- every path: user → 127.0.0.1:port → relay(s) → the same backends "
@@ -139,8 +140,9 @@ def main():
 
     w("## Memory per held connection, per relay process")
     w()
-    w("(KiB with N connections held − KiB before) ÷ N. One process: RSS; socat and "
-      "sshd fork per connection: PSS summed over the process and its children.")
+    w("(KiB with N connections held − KiB before the first hold) ÷ N, on fresh relays "
+      "(measured before the other tests). One process: RSS; socat and sshd fork per "
+      "connection: PSS summed over the process and its children.")
     w()
     ns = sorted({int(m.split("_")[1]) for p in paths for m in data.get(p, {})
                  if m.startswith("mem_") and not m.endswith("_total")})
