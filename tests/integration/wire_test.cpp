@@ -2,6 +2,7 @@
 // well-behaved Client never does (wrong proofs, silence, replays, bad prefixes).
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,7 +14,33 @@ namespace {
 
 using namespace test;
 
-class WireTest : public TunnelTest {};
+class WireTest : public TunnelTest {
+ protected:
+  // Logs in, registers no app, lets `offend` misbehave on the control connection and
+  // expects the server to end the session for it.
+  void expect_session_ended_by(const std::function<awaitable<void>(RawPeer&)>& offend,
+                               const char* what) {
+    start_server();
+    RawPeer peer(io);
+    RawSession session;
+    msg::Registered reg;
+    error_code ec, closed;
+    const std::vector<msg::AppRequest> none;
+    ASSERT_TRUE(run(
+        io,
+        [&]() -> awaitable<void> {
+          ec = co_await peer.login(server_port, "home", kToken, session);
+          if (!ec) ec = co_await peer.register_apps(none, reg);
+          co_await offend(peer);
+          closed = co_await peer.wait_closed();
+        },
+        2s))
+        << "the session ignored " << what;
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(closed);
+    EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+  }
+};
 
 TEST_F(WireTest, LoginWelcomesWithTheHeartbeatTimeout) {
   server_cfg.heartbeat_timeout_s = 17;
@@ -410,49 +437,22 @@ TEST_F(WireTest, SessionEndClosesIdleDataConnections) {
 
 // A frame above 64 KiB on the control connection ends the session.
 TEST_F(WireTest, OversizedControlFrameEndsTheSession) {
-  start_server();
-  RawPeer peer(io);
-  RawSession session;
-  msg::Registered reg;
-  error_code ec, closed;
-  const std::vector<msg::AppRequest> none;
-  ASSERT_TRUE(run(
-      io,
-      [&]() -> awaitable<void> {
-        ec = co_await peer.login(server_port, "home", kToken, session);
-        if (!ec) ec = co_await peer.register_apps(none, reg);
+  expect_session_ended_by(
+      [](RawPeer& peer) -> awaitable<void> {
         auto hdr = frame_header(kMaxFrame + 1);
         co_await asio::async_write(peer.socket, asio::buffer(hdr), nothrow);
-        closed = co_await peer.wait_closed();
       },
-      2s))
-      << "the session ignored an oversized frame";
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_TRUE(closed);
-  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+      "an oversized frame");
 }
 
 // A message that is valid but out of place (here a second login) ends the session.
 TEST_F(WireTest, UnexpectedControlMessageEndsTheSession) {
-  start_server();
-  RawPeer peer(io);
-  RawSession session;
-  msg::Registered reg;
-  error_code ec, closed;
-  const std::vector<msg::AppRequest> none;
-  ASSERT_TRUE(run(
-      io,
-      [&]() -> awaitable<void> {
-        ec = co_await peer.login(server_port, "home", kToken, session);
-        if (!ec) ec = co_await peer.register_apps(none, reg);
+  expect_session_ended_by(
+      [](RawPeer& peer) -> awaitable<void> {
         const Message again = msg::Login{"home", "n", "p"};
         co_await peer.send(again);
-        closed = co_await peer.wait_closed();
       },
-      2s));
-  ASSERT_FALSE(ec) << ec.message();
-  EXPECT_TRUE(closed);
-  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
+      "an out-of-place login");
 }
 
 TEST_F(WireTest, DataConnectionForAnUnknownSessionIsRefused) {
