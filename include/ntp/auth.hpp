@@ -19,20 +19,25 @@ std::string hmac_hex(std::string_view key, std::initializer_list<std::string_vie
 // Constant time in the length of the inputs, so a proof check leaks nothing.
 bool proof_equal(std::string_view a, std::string_view b);
 
-// The proofs of one login; every field is derived from the token and both nonces.
+// The proofs of one login; every field is derived from the token, both nonces and
+// the channel binding: the TLS session's tls-exporter value (RFC 9266), empty over
+// plain TCP. A man in the middle who terminates TLS has a different session on
+// each side, so neither side's proof verifies on the other.
 struct LoginProofs {
   std::string client;    // the client shows it knows the token
   std::string server;    // the server shows it knows the token
   std::string data_key;  // keys this session's data connections
 };
 LoginProofs login_proofs(std::string_view token, std::string_view group,
-                         std::string_view client_nonce, std::string_view server_nonce);
+                         std::string_view client_nonce, std::string_view server_nonce,
+                         std::string_view binding);
 
 struct DataProofs {
   std::string client;
   std::string server;
 };
 DataProofs data_proofs(std::string_view data_key, std::string_view session,
-                       std::string_view client_nonce, std::string_view server_nonce);
+                       std::string_view client_nonce, std::string_view server_nonce,
+                       std::string_view binding);
 
 }  // namespace ntp

@@ -34,6 +34,13 @@ struct GroupConfig {
   std::optional<std::uint32_t> max_apps;
 };
 
+// "tls" in server.json. Absent (or true): TLS with a certificate generated once in
+// the state directory; false: plain TCP.
+struct ServerTls {
+  std::string cert, key;  // PEM files, both or neither
+  std::string client_ca;  // set: clients must show a certificate it signed
+};
+
 struct ServerConfig {
   HostPort bind{"0.0.0.0", 7000};
   std::optional<std::string> token;  // the server-wide token (open mode)
@@ -44,6 +51,7 @@ struct ServerConfig {
   // Connections still in their handshake; at the cap the oldest is dropped, so a
   // flood of silent connections cannot keep a real client out.
   std::uint32_t max_handshakes = 256;
+  std::optional<ServerTls> tls = ServerTls{};  // nullopt: "tls": false
   LogLevel log_level = spdlog::level::info;
 };
 
@@ -54,12 +62,21 @@ struct LocalApp {
   std::string type = "tcp";
 };
 
+// "tls" in apps.json. Absent (or true): TLS, the server authenticated by the
+// login proofs bound to the TLS session; false: plain TCP.
+struct ClientTls {
+  std::string ca;                  // also verify the certificate chain and name against it
+  std::string server_fingerprint;  // also require this certificate: "SHA256:" + 64 hex
+  std::string cert, key;           // a client certificate, for a server with client_ca
+};
+
 struct ClientConfig {
   std::optional<HostPort> server;
   std::string group;
   std::string token;  // resolved: NTP_TOKEN, else token_file, else token
   int heartbeat_interval_s = 10;
   std::vector<LocalApp> apps;
+  std::optional<ClientTls> tls = ClientTls{};  // nullopt: "tls": false
   LogLevel log_level = spdlog::level::info;
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ntp/message.hpp"
+#include "ntp/stream.hpp"
 
 namespace ntp {
 
@@ -13,9 +14,10 @@ class ControlChannel {
  public:
   static constexpr std::size_t kMaxQueued = 4096;  // messages waiting to be written
 
-  explicit ControlChannel(tcp::socket socket);
+  explicit ControlChannel(Stream stream);
 
-  tcp::socket& socket() { return socket_; }
+  Stream& stream() { return stream_; }
+  asio::any_io_executor executor() { return stream_.socket().get_executor(); }
   void send(const Message& m);  // queued; returns at once; closes when the peer stops reading
   awaitable<error_code> read(Message& out);  // one message; records when it came
   awaitable<error_code> write_loop();        // until an error, close() or cancellation
@@ -25,7 +27,7 @@ class ControlChannel {
   std::uint64_t messages_received() const { return received_; }
 
  private:
-  tcp::socket socket_;
+  Stream stream_;
   std::deque<std::string> queue_;
   asio::steady_timer wake_;  // the writer sleeps on it; send() and close() cancel it
   std::string read_buf_;

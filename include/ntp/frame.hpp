@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "ntp/asio.hpp"
 
@@ -36,33 +37,73 @@ std::array<char, kPrefixSize> client_prefix();
 enum class PrefixState { incomplete, ok, bad_magic, bad_version };
 PrefixState check_prefix(std::span<const char> seen);
 
-// Reads the prefix byte by byte as the peer sends it, so garbage is refused at its
-// first wrong byte instead of after a full read. `version` gets the peer's version.
-awaitable<error_code> read_prefix(tcp::socket& s, std::uint8_t& version);
-
 std::array<unsigned char, 4> frame_header(std::size_t body_size);
+
+// The byte I/O the frame functions use, for any Asio stream (a tcp::socket in tests).
+// ntp::Stream (stream.hpp) has its own overloads, found by argument-dependent lookup.
+template <class S>
+awaitable<error_code> read_exact(S& s, asio::mutable_buffer b) {
+  auto [ec, n] = co_await asio::async_read(s, b, nothrow);
+  co_return ec;
+}
+template <class S>
+awaitable<error_code> write_all(S& s, asio::const_buffer b) {
+  auto [ec, n] = co_await asio::async_write(s, b, nothrow);
+  co_return ec;
+}
+template <class S>
+awaitable<std::tuple<error_code, std::size_t>> read_some(S& s, asio::mutable_buffer b) {
+  co_return co_await s.async_read_some(b, nothrow);
+}
+
+// Reads the prefix as the peer sends it, never past it, so garbage is refused at
+// its first wrong byte instead of after a full read. `version` gets the peer's.
+template <class S>
+awaitable<error_code> read_prefix(S& s, std::uint8_t& version) {
+  std::array<char, kPrefixSize> seen{};
+  std::size_t have = 0;
+  while (have < kPrefixSize) {
+    auto [ec, n] = co_await read_some(s, asio::buffer(seen.data() + have, kPrefixSize - have));
+    if (ec) co_return ec;
+    have += n;
+    switch (check_prefix({seen.data(), have})) {
+      case PrefixState::bad_magic:
+        co_return make_error_code(ProtocolError::bad_magic);
+      case PrefixState::bad_version:
+        version = static_cast<std::uint8_t>(seen[kMagic.size()]);
+        co_return make_error_code(ProtocolError::bad_version);
+      case PrefixState::ok:
+        version = kProtocolVersion;
+        co_return error_code{};
+      case PrefixState::incomplete:
+        break;
+    }
+  }
+  co_return error_code{};
+}
 
 // Reads exactly one frame into `body` (capacity reused between calls).
 template <class Stream>
 awaitable<error_code> read_frame(Stream& s, std::string& body) {
   std::array<unsigned char, 4> hdr{};
-  auto [ec, n] = co_await asio::async_read(s, asio::buffer(hdr), nothrow);
-  if (ec) co_return ec;
+  if (auto ec = co_await read_exact(s, asio::buffer(hdr))) co_return ec;
   std::size_t len = (std::size_t{hdr[0]} << 24) | (std::size_t{hdr[1]} << 16) |
                     (std::size_t{hdr[2]} << 8) | std::size_t{hdr[3]};
   if (len > kMaxFrame) co_return make_error_code(ProtocolError::frame_too_large);
   body.resize(len);
-  auto [ec2, m] = co_await asio::async_read(s, asio::buffer(body), nothrow);
-  co_return ec2;
+  co_return co_await read_exact(s, asio::buffer(body));
 }
 
 template <class Stream>
 awaitable<error_code> write_frame(Stream& s, std::string_view body) {
   if (body.size() > kMaxFrame) co_return make_error_code(ProtocolError::frame_too_large);
-  auto hdr = frame_header(body.size());
-  std::array<asio::const_buffer, 2> bufs{asio::buffer(hdr), asio::buffer(body)};
-  auto [ec, n] = co_await asio::async_write(s, bufs, nothrow);
-  co_return ec;
+  // One buffer, so TLS sends one record and a plain socket one segment.
+  const auto hdr = frame_header(body.size());
+  std::string frame;
+  frame.reserve(hdr.size() + body.size());
+  frame.append(hdr.begin(), hdr.end());
+  frame.append(body);
+  co_return co_await write_all(s, asio::buffer(frame));
 }
 
 }  // namespace ntp

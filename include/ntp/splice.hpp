@@ -1,9 +1,9 @@
-// The splice: a bidirectional byte pump between two sockets, with half-close.
+// The splice: a bidirectional byte pump between two streams, with half-close.
 #pragma once
 
 #include <cstdint>
 
-#include "ntp/asio.hpp"
+#include "ntp/stream.hpp"
 
 namespace ntp {
 
@@ -13,9 +13,10 @@ struct SpliceResult {
 };
 
 // Runs until both directions have ended. EOF on one side half-closes the other
-// (shutdown of its write side); a hard error on either side closes both.
+// (shutdown of its write side; close_notify first over TLS); a hard error on either
+// side closes both.
 // Memory: no buffer is held while a direction is idle (it waits for readability
 // first and borrows a buffer only to move bytes that are already there).
-awaitable<SpliceResult> splice(tcp::socket& a, tcp::socket& b);
+awaitable<SpliceResult> splice(Stream& a, Stream& b);
 
 }  // namespace ntp

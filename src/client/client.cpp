@@ -1,6 +1,7 @@
 #include "client.hpp"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 
 #include "backoff.hpp"
 #include "local_app.hpp"
@@ -13,10 +14,34 @@ namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
 
+std::optional<TlsContext> client_tls(const ClientConfig& cfg) {
+  if (!cfg.tls) return std::nullopt;
+  return TlsContext::client(*cfg.tls, cfg.server ? cfg.server->host : std::string());
+}
+
+// What a failed TLS handshake means to the user.
+std::string handshake_failure(const Stream& s, error_code ec) {
+  if (ec.category() == tls_category()) {
+    const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+    if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG)
+      return "TLS handshake: the server did not answer in TLS: it runs with \"tls\": false "
+             "(set \"tls\": false in apps.json too) or it is not an ntp-server";
+    return "TLS handshake: " + s.tls_failure();
+  }
+  if (ec == asio::error::eof || ec == asio::error::connection_reset)
+    return "TLS handshake: the server closed the connection (is it an ntp-server with TLS on?)";
+  return "TLS handshake: " + ec.message();
+}
+
 }  // namespace
 
 Client::Client(asio::any_io_executor ex, ClientConfig config)
-    : ex_(ex), cfg_(std::move(config)), context_("group=" + cfg_.group), retry_(ex), streams_(ex) {}
+    : ex_(ex),
+      cfg_(std::move(config)),
+      tls_(client_tls(cfg_)),
+      context_("group=" + cfg_.group),
+      retry_(ex),
+      streams_(ex) {}
 
 awaitable<void> Client::run() {
   Backoff backoff;
@@ -50,14 +75,14 @@ awaitable<std::string> Client::session(bool& logged_in) {
   if (rec || eps.empty())
     co_return fmt::format("resolve {}: {}", server.host, rec ? rec.message() : "no address");
 
-  tcp::socket sock(ex_);
-  connecting_ = &sock;
+  Stream stream(tcp::socket{ex_});
+  connecting_ = &stream.socket();
   auto s = std::make_shared<Session>();
   s->server = eps;
   std::string why;
-  error_code ec = co_await connect_any(sock, eps, kConnectTimeout);
+  error_code ec = co_await connect_any(stream.socket(), eps, kConnectTimeout);
   std::optional<bool> ok;
-  if (!ec && !stopping_) ok = co_await with_timeout(login(sock, *s, why), kHandshakeTimeout);
+  if (!ec && !stopping_) ok = co_await with_timeout(login(stream, *s, why), kHandshakeTimeout);
   connecting_ = nullptr;
   if (ec) co_return fmt::format("connect {}: {}", server.str(), ec.message());
   if (stopping_) co_return "stopping";
@@ -65,8 +90,8 @@ awaitable<std::string> Client::session(bool& logged_in) {
   if (!*ok) co_return why;
 
   logged_in = true;
-  spdlog::info("{}: logged in to {}", context_, server.str());
-  control_ = std::make_unique<ControlChannel>(std::move(sock));
+  spdlog::info("{}: logged in to {} over {}", context_, server.str(), stream.describe());
+  control_ = std::make_unique<ControlChannel>(std::move(stream));
   if (co_await register_apps(why)) {
     session_ = s;
     dial(kPoolSize);
@@ -81,15 +106,37 @@ awaitable<std::string> Client::session(bool& logged_in) {
   co_return why;
 }
 
-awaitable<bool> Client::login(tcp::socket& sock, Session& out, std::string& why) {
+// On a connected socket: TLS (when on) with the pin checked, then the magic prefix.
+// Returns an error with `why` saying what it means to the user.
+awaitable<error_code> Client::open_stream(Stream& s, std::string& why) {
+  if (tls_) {
+    s.start_tls(*tls_);
+    if (auto ec = co_await s.handshake()) {
+      why = handshake_failure(s, ec);
+      co_return ec;
+    }
+    const auto& pin = cfg_.tls->server_fingerprint;
+    if (!pin.empty() && !fingerprints_equal(s.peer_fingerprint(), pin)) {
+      why = fmt::format(
+          "the server's certificate is {}, not the tls.server_fingerprint {}: wrong server or "
+          "man in the middle",
+          s.peer_fingerprint(), pin);
+      co_return make_error_code(ProtocolError::unexpected_message);
+    }
+  }
   const auto prefix = client_prefix();
+  co_return co_await s.write_all(asio::buffer(prefix));
+}
+
+awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
   std::string buf, peer_error;
-  auto [wec, n] = co_await asio::async_write(sock, asio::buffer(prefix), nothrow);
+  error_code ec = co_await open_stream(sock, why);
+  if (ec && !why.empty()) co_return false;
   msg::Challenge challenge;
-  error_code ec = wec;
   if (!ec) ec = co_await expect_message(sock, buf, challenge, &peer_error);
   const auto nonce = random_hex(kNonceBytes);
-  auto proofs = login_proofs(cfg_.token, cfg_.group, nonce, challenge.nonce);
+  auto proofs =
+      login_proofs(cfg_.token, cfg_.group, nonce, challenge.nonce, sock.channel_binding());
   const Message login = msg::Login{cfg_.group, nonce, proofs.client};
   if (!ec) ec = co_await write_message(sock, login);
   msg::Welcome welcome;
@@ -124,7 +171,7 @@ awaitable<bool> Client::register_apps(std::string& why) {
   // Written directly: the control channel's writer starts with the session proper.
   Message m;
   std::optional<error_code> r;
-  if (!co_await write_message(control_->socket(), req))
+  if (!co_await write_message(control_->stream(), req))
     r = co_await with_timeout(control_->read(m), kHandshakeTimeout);
   auto* reply = r && !*r ? std::get_if<msg::Registered>(&m) : nullptr;
   if (!reply) {
@@ -180,16 +227,18 @@ void Client::dial(std::size_t n) {
     asio::co_spawn(ex_, data_connection(session_), LogFailure{context_ + ": data connection"});
 }
 
-awaitable<bool> Client::data_login(tcp::socket& sock, const Session& s) {
-  if (co_await connect_any(sock, s.server, kConnectTimeout)) co_return false;
-  const auto prefix = client_prefix();
-  auto [wec, n] = co_await asio::async_write(sock, asio::buffer(prefix), nothrow);
-  if (wec) co_return false;
+awaitable<bool> Client::data_login(Stream& sock, const Session& s) {
+  if (co_await connect_any(sock.socket(), s.server, kConnectTimeout)) co_return false;
+  std::string why;
+  if (co_await open_stream(sock, why)) {
+    if (!why.empty()) spdlog::warn("{}: data connection: {}", context_, why);
+    co_return false;
+  }
   std::string buf;
   msg::Challenge challenge;
   if (co_await expect_message(sock, buf, challenge)) co_return false;
   const auto nonce = random_hex(kNonceBytes);
-  auto proofs = data_proofs(s.data_key, s.id, nonce, challenge.nonce);
+  auto proofs = data_proofs(s.data_key, s.id, nonce, challenge.nonce, sock.channel_binding());
   const Message login = msg::DataLogin{s.id, nonce, proofs.client};
   if (co_await write_message(sock, login)) co_return false;
   msg::DataOk ok;
@@ -198,8 +247,8 @@ awaitable<bool> Client::data_login(tcp::socket& sock, const Session& s) {
 }
 
 awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
-  tcp::socket sock(ex_);
-  SocketSet::Entry tracked(pool_, sock);
+  Stream sock(tcp::socket{ex_});
+  SocketSet::Entry tracked(pool_, sock.socket());
   auto ok = co_await with_timeout(data_login(sock, *s), kHandshakeTimeout);
   if (!ok || !*ok) {
     if (session_ == s) spdlog::debug("{}: a data connection could not be set up", context_);

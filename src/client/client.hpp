@@ -10,6 +10,8 @@
 #include "ntp/control_channel.hpp"
 #include "ntp/live_streams.hpp"
 #include "ntp/socket_set.hpp"
+#include "ntp/stream.hpp"
+#include "ntp/tls.hpp"
 
 namespace ntp {
 
@@ -18,6 +20,7 @@ class Client {
   static constexpr std::size_t kPoolSize = kDataPoolSize;  // idle authenticated data connections
   static constexpr std::size_t kMaxPool = 256;  // dialing + idle, whatever the server asks
 
+  // Throws TlsError when the TLS files in the config cannot be used.
   Client(asio::any_io_executor ex, ClientConfig config);
 
   awaitable<void> run();  // sessions and reconnects until stop()
@@ -36,16 +39,18 @@ class Client {
   };
 
   awaitable<std::string> session(bool& logged_in);
-  awaitable<bool> login(tcp::socket& s, Session& out, std::string& why);
+  awaitable<error_code> open_stream(Stream& s, std::string& why);
+  awaitable<bool> login(Stream& s, Session& out, std::string& why);
   awaitable<bool> register_apps(std::string& why);
   awaitable<void> read_loop(std::string& why);
   awaitable<void> heartbeat(std::string& why);
   void dial(std::size_t n);
   awaitable<void> data_connection(std::shared_ptr<const Session> s);
-  awaitable<bool> data_login(tcp::socket& sock, const Session& s);
+  awaitable<bool> data_login(Stream& stream, const Session& s);
 
   asio::any_io_executor ex_;
   ClientConfig cfg_;
+  std::optional<TlsContext> tls_;
   std::string context_;  // "group=home"
   std::unique_ptr<ControlChannel> control_;
   tcp::socket* connecting_ = nullptr;  // the control socket before login, for stop()

@@ -8,13 +8,13 @@
 
 namespace ntp {
 
-awaitable<void> serve_local_app(const LocalApp& app, tcp::socket data, std::uint64_t conn,
+awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t conn,
                                 const std::string& group_context, LiveStreams& streams) {
   const auto context = fmt::format("{} app={} conn={}", group_context, app.name, conn);
-  tcp::socket local(data.get_executor());
+  tcp::socket local_socket(data.socket().get_executor());
   auto [rec, eps] = co_await resolve(app.local.host, app.local.port);
   error_code ec = rec;
-  if (!ec) ec = co_await connect_any(local, eps, kLocalConnectTimeout);
+  if (!ec) ec = co_await connect_any(local_socket, eps, kLocalConnectTimeout);
   if (ec) {
     auto why = fmt::format("connect {}: {}", app.local.str(), ec.message());
     spdlog::warn("{}: {}", context, why);
@@ -23,7 +23,8 @@ awaitable<void> serve_local_app(const LocalApp& app, tcp::socket data, std::uint
   }
   const Message connected = msg::Connected{};
   if (co_await write_message(data, connected)) co_return;
-  LiveStreams::Entry live(streams, data, local);
+  Stream local(std::move(local_socket));
+  LiveStreams::Entry live(streams, data.socket(), local.socket());
   spdlog::debug("{}: stream open to {}", context, app.local.str());
   const auto began = steady_clock::now();
   auto bytes = co_await splice(data, local);

@@ -54,6 +54,14 @@ int main(int argc, char** argv) {
     for (auto& p : e.problems()) std::cerr << p << "\n";
     return kExitConfig;
   }
+  asio::io_context io(1);
+  std::optional<Client> client;
+  try {
+    client.emplace(io.get_executor(), cfg);  // loads the TLS files, if any
+  } catch (const TlsError& e) {
+    std::cerr << f.config_file << ": tls: " << e.what() << "\n";
+    return kExitConfig;
+  }
   if (f.check) {
     std::cout << "ntp-client: configuration OK (" << f.config_file << ")\n";
     return kExitOk;
@@ -62,9 +70,15 @@ int main(int argc, char** argv) {
   raise_open_files_limit();
   spdlog::info("ntp-client {} starting: group {}, {} app(s), server {}", NTP_VERSION, cfg.group,
                cfg.apps.size(), cfg.server->str());
-
-  asio::io_context io(1);
-  Client client(io.get_executor(), std::move(cfg));
-  asio::co_spawn(io, client.run(), LogFailure{"client failed"});
-  return run_until_signalled(io, client.streams(), [&] { client.stop(); });
+  if (!cfg.tls)
+    spdlog::warn(
+        "TLS is off (\"tls\": false): logins are still proven, but every byte crosses the "
+        "network in clear; use this only on a trusted network or behind a TLS front");
+  else if (!cfg.tls->server_fingerprint.empty())
+    spdlog::info("TLS 1.3 on; the server's certificate must be {}", cfg.tls->server_fingerprint);
+  else
+    spdlog::info("TLS 1.3 on; the server proves the group token over this TLS session{}",
+                 cfg.tls->ca.empty() ? "" : ", and its certificate must chain to tls.ca");
+  asio::co_spawn(io, client->run(), LogFailure{"client failed"});
+  return run_until_signalled(io, client->streams(), [&] { client->stop(); });
 }

@@ -51,16 +51,18 @@ bool proof_equal(std::string_view a, std::string_view b) {
 }
 
 LoginProofs login_proofs(std::string_view token, std::string_view group,
-                         std::string_view client_nonce, std::string_view server_nonce) {
-  return {hmac_hex(token, {"ntp1 client", group, client_nonce, server_nonce}),
-          hmac_hex(token, {"ntp1 server", group, client_nonce, server_nonce}),
-          hmac_hex(token, {"ntp1 data key", group, client_nonce, server_nonce})};
+                         std::string_view client_nonce, std::string_view server_nonce,
+                         std::string_view binding) {
+  return {hmac_hex(token, {"ntp1 client", group, client_nonce, server_nonce, binding}),
+          hmac_hex(token, {"ntp1 server", group, client_nonce, server_nonce, binding}),
+          hmac_hex(token, {"ntp1 data key", group, client_nonce, server_nonce, binding})};
 }
 
 DataProofs data_proofs(std::string_view data_key, std::string_view session,
-                       std::string_view client_nonce, std::string_view server_nonce) {
-  return {hmac_hex(data_key, {"ntp1 data", session, client_nonce, server_nonce}),
-          hmac_hex(data_key, {"ntp1 data ok", session, client_nonce, server_nonce})};
+                       std::string_view client_nonce, std::string_view server_nonce,
+                       std::string_view binding) {
+  return {hmac_hex(data_key, {"ntp1 data", session, client_nonce, server_nonce, binding}),
+          hmac_hex(data_key, {"ntp1 data ok", session, client_nonce, server_nonce, binding})};
 }
 
 }  // namespace ntp

@@ -7,7 +7,11 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
+
+#include "ntp/tls.hpp"
 
 namespace ntp {
 namespace {
@@ -120,6 +124,36 @@ class Checker {
     return l;
   }
 
+  // A path to a file this process can read (checked now, so --check finds it).
+  std::string readable_file(const json& v, const std::string& path) {
+    auto s = nonempty_string(v, path);
+    if (!s) return {};
+    std::error_code ec;
+    const int err = ::access(s->c_str(), R_OK) != 0         ? errno
+                    : std::filesystem::is_directory(*s, ec) ? EISDIR
+                                                            : 0;
+    if (err) {
+      problem(path, "a readable file", "\"" + *s + "\" (" + std::strerror(err) + ")");
+      return {};
+    }
+    return *s;
+  }
+
+  // "tls": absent/true (defaults), false (off) or an object with `keys` (file paths,
+  // except server_fingerprint). Returns nullopt for false.
+  template <class T>
+  std::optional<T> tls(const json& v, std::set<std::string> keys, T defaults) {
+    if (v.is_boolean()) return v.get<bool>() ? std::optional<T>(defaults) : std::nullopt;
+    if (!v.is_object()) {
+      std::string list;
+      for (auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+      problem("tls", "false, true or an object with " + list, v);
+      return defaults;
+    }
+    only_keys(v, "tls", keys);
+    return defaults;
+  }
+
   void finish() const {
     if (!problems_.empty()) throw ConfigError(problems_);
   }
@@ -183,7 +217,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   ServerConfig cfg;
   c.only_keys(doc, "",
               {"bind", "token", "proxy_bind_addr", "allow_ports", "groups", "heartbeat_timeout_s",
-               "max_handshakes", "log_level"});
+               "max_handshakes", "tls", "log_level"});
   if (doc.contains("bind"))
     if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
   if (doc.contains("token"))
@@ -209,6 +243,20 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
       cfg.max_handshakes = static_cast<std::uint32_t>(*v);
   if (doc.contains("log_level"))
     if (auto l = c.log_level(doc["log_level"], "log_level")) cfg.log_level = *l;
+  if (doc.contains("tls")) {
+    const auto& t = doc["tls"];
+    cfg.tls = c.tls(t, {"cert", "key", "client_ca"}, ServerTls{});
+    if (cfg.tls && t.is_object()) {
+      if (t.contains("cert")) cfg.tls->cert = c.readable_file(t["cert"], "tls.cert");
+      if (t.contains("key")) cfg.tls->key = c.readable_file(t["key"], "tls.key");
+      if (t.contains("client_ca"))
+        cfg.tls->client_ca = c.readable_file(t["client_ca"], "tls.client_ca");
+      if (t.contains("cert") != t.contains("key"))
+        c.problem(t.contains("cert") ? "tls.key" : "tls.cert",
+                  "\"cert\" and \"key\" together (or neither, for a generated certificate)",
+                  "nothing");
+    }
+  }
 
   if (doc.contains("groups")) {
     const auto& groups = doc["groups"];
@@ -258,9 +306,9 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
   auto doc = parse_document(text, label);
   Checker c(label);
   ClientConfig cfg;
-  c.only_keys(
-      doc, "",
-      {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps", "log_level"});
+  c.only_keys(doc, "",
+              {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps", "tls",
+               "log_level"});
   if (doc.contains("server"))
     if (auto hp = c.host_port(doc["server"], "server")) cfg.server = *hp;
   if (!doc.contains("group"))
@@ -272,6 +320,26 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
       cfg.heartbeat_interval_s = static_cast<int>(*v);
   if (doc.contains("log_level"))
     if (auto l = c.log_level(doc["log_level"], "log_level")) cfg.log_level = *l;
+  if (doc.contains("tls")) {
+    const auto& t = doc["tls"];
+    cfg.tls = c.tls(t, {"ca", "server_fingerprint", "cert", "key"}, ClientTls{});
+    if (cfg.tls && t.is_object()) {
+      if (t.contains("ca")) cfg.tls->ca = c.readable_file(t["ca"], "tls.ca");
+      if (t.contains("server_fingerprint")) {
+        const auto& f = t["server_fingerprint"];
+        if (f.is_string() && valid_fingerprint(f.get<std::string>()))
+          cfg.tls->server_fingerprint = f.get<std::string>();
+        else
+          c.problem("tls.server_fingerprint",
+                    "\"SHA256:\" followed by 64 hex digits, as ntp-server prints it", f);
+      }
+      if (t.contains("cert")) cfg.tls->cert = c.readable_file(t["cert"], "tls.cert");
+      if (t.contains("key")) cfg.tls->key = c.readable_file(t["key"], "tls.key");
+      if (t.contains("cert") != t.contains("key"))
+        c.problem(t.contains("cert") ? "tls.key" : "tls.cert",
+                  "\"cert\" and \"key\" together (a client certificate)", "nothing");
+    }
+  }
 
   // Token precedence: NTP_TOKEN, then token_file, then token.
   std::optional<std::string> file_tok, inline_tok;

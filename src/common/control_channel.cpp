@@ -2,8 +2,8 @@
 
 namespace ntp {
 
-ControlChannel::ControlChannel(tcp::socket socket)
-    : socket_(std::move(socket)), wake_(socket_.get_executor()) {}
+ControlChannel::ControlChannel(Stream stream)
+    : stream_(std::move(stream)), wake_(stream_.socket().get_executor()) {}
 
 void ControlChannel::send(const Message& m) {
   if (closed_) return;
@@ -17,7 +17,7 @@ void ControlChannel::send(const Message& m) {
 }
 
 awaitable<error_code> ControlChannel::read(Message& out) {
-  auto ec = co_await read_message(socket_, read_buf_, out);
+  auto ec = co_await read_message(stream_, read_buf_, out);
   if (!ec) {
     last_received_ = steady_clock::now();
     ++received_;
@@ -36,16 +36,14 @@ awaitable<error_code> ControlChannel::write_loop() {
     }
     auto frame = std::move(queue_.front());
     queue_.pop_front();
-    if (auto ec = co_await write_frame(socket_, frame)) co_return ec;
+    if (auto ec = co_await write_frame(stream_, frame)) co_return ec;
   }
   co_return asio::error::operation_aborted;
 }
 
 void ControlChannel::close() {
   closed_ = true;
-  error_code ignored;  // closing an already-closed socket is fine
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close_orderly();
   wake_.cancel();
 }
 

@@ -49,31 +49,6 @@ PrefixState check_prefix(std::span<const char> seen) {
              : PrefixState::bad_version;
 }
 
-awaitable<error_code> read_prefix(tcp::socket& s, std::uint8_t& version) {
-  std::array<char, kPrefixSize> seen{};
-  std::size_t have = 0;
-  while (have < kPrefixSize) {
-    // read_some never reads past the prefix: the buffer ends where the prefix does.
-    auto [ec, n] =
-        co_await s.async_read_some(asio::buffer(seen.data() + have, kPrefixSize - have), nothrow);
-    if (ec) co_return ec;
-    have += n;
-    switch (check_prefix({seen.data(), have})) {
-      case PrefixState::bad_magic:
-        co_return make_error_code(ProtocolError::bad_magic);
-      case PrefixState::bad_version:
-        version = static_cast<std::uint8_t>(seen[kMagic.size()]);
-        co_return make_error_code(ProtocolError::bad_version);
-      case PrefixState::ok:
-        version = kProtocolVersion;
-        co_return error_code{};
-      case PrefixState::incomplete:
-        break;
-    }
-  }
-  co_return error_code{};
-}
-
 std::array<unsigned char, 4> frame_header(std::size_t n) {
   return {static_cast<unsigned char>(n >> 24), static_cast<unsigned char>(n >> 16),
           static_cast<unsigned char>(n >> 8), static_cast<unsigned char>(n)};

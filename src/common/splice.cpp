@@ -33,48 +33,49 @@ struct Lease {
   ~Lease() { buffer_pool.give(std::move(buf)); }
 };
 
-awaitable<std::uint64_t> pump(tcp::socket& from, tcp::socket& to) {
+awaitable<std::uint64_t> pump(Stream& from, Stream& to) {
   std::uint64_t total = 0;
-  error_code ignored;  // shutdown/close on a socket the peer already closed is fine
   for (;;) {
-    auto [wait_ec] = co_await from.async_wait(tcp::socket::wait_read, nothrow);
-    if (wait_ec) break;
+    if (co_await from.wait_readable()) break;
     Lease lease;
     for (;;) {
+      // TLS hands out one record (16 KiB) per read: gather several per write.
+      std::size_t n = 0;
       error_code rec;
-      std::size_t n = from.read_some(asio::buffer(lease.buf.get(), kBufferSize), rec);
+      do n += from.read_now(asio::buffer(lease.buf.get() + n, kBufferSize - n), rec);
+      while (!rec && from.tls() && n < kBufferSize);
+      if (n > 0) {
+        if (co_await to.write_all(asio::buffer(lease.buf.get(), n))) {
+          from.close();
+          to.close();
+          co_return total;
+        }
+        total += n;
+      }
       if (rec == asio::error::would_block || rec == asio::error::try_again) break;
       if (rec == asio::error::eof) {
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // half-close
+        co_await to.shutdown_send();  // half-close
         co_return total;
       }
       if (rec) {
-        from.close(ignored);
-        to.close(ignored);
+        from.close();
+        to.close();
         co_return total;
       }
-      auto [wec, m] = co_await asio::async_write(to, asio::buffer(lease.buf.get(), n), nothrow);
-      if (wec) {
-        from.close(ignored);
-        to.close(ignored);
-        co_return total;
-      }
-      total += m;
-      if (n < kBufferSize) break;  // drained for now: give the buffer back while idle
+      // A short plain read means the socket is drained for now: give the buffer
+      // back while idle instead of paying for a read that would block.
+      if (!from.tls() && n < kBufferSize) break;
     }
   }
   // Cancelled or the socket was closed under us (shutdown of the daemon).
-  from.close(ignored);
-  to.close(ignored);
+  from.close();
+  to.close();
   co_return total;
 }
 
 }  // namespace
 
-awaitable<SpliceResult> splice(tcp::socket& a, tcp::socket& b) {
-  error_code ec;
-  a.non_blocking(true, ec);
-  b.non_blocking(true, ec);
+awaitable<SpliceResult> splice(Stream& a, Stream& b) {
   auto [up, down] = co_await (pump(a, b) && pump(b, a));
   co_return SpliceResult{up, down};
 }

@@ -24,7 +24,7 @@ std::string describe(const std::vector<PortRange>& ranges) {
 }  // namespace
 
 AppGroup::AppGroup(CommonServer& server, std::string name, std::string session,
-                   std::string data_key, tcp::socket control, std::string peer)
+                   std::string data_key, Stream control, std::string peer)
     : server_(server),
       name_(std::move(name)),
       session_(std::move(session)),
@@ -32,7 +32,7 @@ AppGroup::AppGroup(CommonServer& server, std::string name, std::string session,
       peer_(std::move(peer)),
       context_("group=" + name_),
       control_(std::move(control)),
-      activity_(control_.socket().get_executor()) {}
+      activity_(control_.executor()) {}
 
 AppGroup::~AppGroup() = default;
 
@@ -40,13 +40,13 @@ awaitable<void> AppGroup::run() {
   auto self = shared_from_this();
   std::string buf;
   msg::Register req;
-  auto r = co_await with_timeout(expect_message(control_.socket(), buf, req), kHandshakeTimeout);
+  auto r = co_await with_timeout(expect_message(control_.stream(), buf, req), kHandshakeTimeout);
   if (!r || *r) {
     close(r ? "expected the app list: " + r->message() : "no app list within 5 s");
   } else {
     control_.send(register_apps(req));
     for (auto& app : apps_)
-      asio::co_spawn(control_.socket().get_executor(), app->run(self),
+      asio::co_spawn(control_.executor(), app->run(self),
                      LogFailure{app->context() + ": accept loop"});
     auto ended = co_await (read_loop() || control_.write_loop() || watchdog());
     if (ended.index() == 1) {
@@ -90,7 +90,7 @@ awaitable<void> AppGroup::watchdog() {
       end_reason_ = fmt::format("no heartbeat for {} s", limit.count());
       co_return;
     }
-    asio::steady_timer t(control_.socket().get_executor(), due);
+    asio::steady_timer t(control_.executor(), due);
     auto [ec] = co_await t.async_wait(nothrow);
     if (ec) co_return;
   }
@@ -115,15 +115,14 @@ void AppGroup::close(const std::string& why) {
   control_.close();
   activity_.cancel();
   for (auto& app : apps_) app->close();
-  error_code ignored;  // the peer may have closed first
-  for (auto& s : idle_) s.close(ignored);
+  for (auto& s : idle_) s.close();
   idle_.clear();
   for (auto* w : waiters_) w->wake.cancel();  // they see no data connection and close
   waiters_.clear();
   starting_.close_all();
 }
 
-void AppGroup::add_data_connection(tcp::socket s) {
+void AppGroup::add_data_connection(Stream s) {
   if (closed_) return;
   if (!waiters_.empty()) {
     auto* w = waiters_.front();
@@ -136,7 +135,7 @@ void AppGroup::add_data_connection(tcp::socket s) {
   idle_.push_back(std::move(s));
 }
 
-awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(steady_clock::duration limit) {
+awaitable<std::optional<Stream>> AppGroup::take_data_connection(steady_clock::duration limit) {
   auto self = shared_from_this();
   if (closed_) co_return std::nullopt;
   if (!idle_.empty()) {
@@ -144,7 +143,7 @@ awaitable<std::optional<tcp::socket>> AppGroup::take_data_connection(steady_cloc
     idle_.pop_front();
     co_return std::move(s);
   }
-  Waiter w{asio::steady_timer(control_.socket().get_executor(), limit), std::nullopt};
+  Waiter w{asio::steady_timer(control_.executor(), limit), std::nullopt};
   waiters_.push_back(&w);
   control_.send(msg::NeedData{1});
   co_await w.wake.async_wait(nothrow);
@@ -200,7 +199,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   }
 
   const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
-  auto ex = control_.socket().get_executor();
+  auto ex = control_.executor();
   error_code ec;
   auto try_bind = [&](std::uint16_t port) { return open_listener(ex, {addr, port}, ec); };
 

@@ -23,7 +23,7 @@ class CommonServer;
 class AppGroup : public std::enable_shared_from_this<AppGroup> {
  public:
   AppGroup(CommonServer& server, std::string name, std::string session, std::string data_key,
-           tcp::socket control, std::string peer);
+           Stream control, std::string peer);
   ~AppGroup();
 
   const std::string& name() const { return name_; }
@@ -46,8 +46,8 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   void close(const std::string& why);
 
   // The data-connection pool.
-  void add_data_connection(tcp::socket s);
-  awaitable<std::optional<tcp::socket>> take_data_connection(steady_clock::duration limit);
+  void add_data_connection(Stream s);
+  awaitable<std::optional<Stream>> take_data_connection(steady_clock::duration limit);
   // Data connections between "start" and the client's answer belong to the
   // session: close() closes them, so their users are closed at once too.
   SocketSet& starting() { return starting_; }
@@ -55,7 +55,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
  private:
   struct Waiter {
     asio::steady_timer wake;
-    std::optional<tcp::socket> data;
+    std::optional<Stream> data;
   };
 
   msg::Registered register_apps(const msg::Register& req);
@@ -69,7 +69,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   ControlChannel control_;
   asio::steady_timer activity_;  // cancelled on every message, for probe()
   std::vector<std::unique_ptr<AppServer>> apps_;
-  std::deque<tcp::socket> idle_;
+  std::deque<Stream> idle_;
   std::list<Waiter*> waiters_;
   SocketSet starting_;  // data connections told to start, awaiting the client's answer
   std::string end_reason_;

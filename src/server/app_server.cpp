@@ -18,15 +18,16 @@ constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the lo
 constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
 
 // One user, from accept to the end of its stream.
-awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp::socket user) {
+awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp::socket socket) {
+  Stream user(std::move(socket));
   auto& server = group->server();
   const auto conn = server.next_conn_id();
   const auto context = fmt::format("{} app={} conn={}", group->context(), app, conn);
   error_code ec;
-  const auto user_peer = to_string(user.remote_endpoint(ec));
+  const auto user_peer = to_string(user.socket().remote_endpoint(ec));
   spdlog::info("{}: user {} connected", context, user_peer);
 
-  std::optional<tcp::socket> data;
+  std::optional<Stream> data;
   for (int attempt = 0; attempt <= kStaleRetries && !data; ++attempt) {
     data = co_await group->take_data_connection(kDataWait);
     if (!data) {
@@ -35,7 +36,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
                                    : "no data connection from the client within 10 s");
       co_return;
     }
-    SocketSet::Entry starting(group->starting(), *data);
+    SocketSet::Entry starting(group->starting(), data->socket());
     const Message start = msg::Start{app, conn};
     if (co_await write_message(*data, start)) {
       data.reset();  // went stale while idle in the pool: try the next one
@@ -65,7 +66,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
     spdlog::warn("{}: closing user {}: no working data connection", context, user_peer);
     co_return;
   }
-  LiveStreams::Entry live(server.streams(), user, *data);
+  LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
   const auto began = steady_clock::now();

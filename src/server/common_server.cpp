@@ -1,6 +1,9 @@
 #include "common_server.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include "app_group.hpp"
 #include "ntp/address.hpp"
@@ -12,6 +15,20 @@ namespace ntp {
 namespace {
 
 constexpr auto kProbeLimit = std::chrono::seconds(2);
+constexpr unsigned char kTlsHandshakeRecord = 0x16;  // the first byte of a ClientHello
+
+// The first byte without consuming it: TLS and plain clients are told apart by it.
+awaitable<std::optional<unsigned char>> peek_first_byte(tcp::socket& s) {
+  for (;;) {
+    auto [ec] = co_await s.async_wait(tcp::socket::wait_read, nothrow);
+    if (ec) co_return std::nullopt;
+    unsigned char c = 0;
+    const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK);
+    if (n == 1) co_return c;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      co_return std::nullopt;
+  }
+}
 
 std::string peer_of(const tcp::socket& s) {
   error_code ec;
@@ -21,10 +38,12 @@ std::string peer_of(const tcp::socket& s) {
 
 }  // namespace
 
-CommonServer::CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token)
+CommonServer::CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token,
+                           std::optional<TlsContext> tls)
     : ex_(ex),
       config_(std::move(config)),
       open_token_(std::move(open_token)),
+      tls_(std::move(tls)),
       acceptor_(ex),
       streams_(ex) {}
 
@@ -89,8 +108,9 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
                          peer));
       unauthenticated_.close_oldest();
     }
-    SocketSet::Entry guard(unauthenticated_, s);
-    group = co_await with_timeout(admit(s, peer), kHandshakeTimeout);
+    Stream stream(std::move(s));
+    SocketSet::Entry guard(unauthenticated_, stream.socket());
+    group = co_await with_timeout(admit(stream, peer), kHandshakeTimeout);
   }
   if (!group) {
     reject(peer, "handshake not finished within 5 s");
@@ -103,7 +123,45 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
   sessions_.erase(g->session());
 }
 
-awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(tcp::socket& s, const std::string& peer) {
+// Peeks at the first byte: a TLS ClientHello or the plain magic, as this server
+// expects; a mismatch gets an answer the other side can show, not a hang.
+awaitable<bool> CommonServer::start_stream(Stream& s, const std::string& peer) {
+  auto first = co_await peek_first_byte(s.socket());
+  if (!first) co_return false;
+  if (*first == kTlsHandshakeRecord) {
+    if (!tls_) {
+      reject(peer,
+             "it speaks TLS, but this server runs with \"tls\": false (set \"tls\": false in "
+             "the client's apps.json too, or turn TLS on here)");
+      // A TLS client reads this as a record that is not TLS and says so.
+      co_await write_error(s, "this server runs without TLS (\"tls\": false)");
+      co_return false;
+    }
+    s.start_tls(*tls_);
+    if (auto ec = co_await s.handshake()) {
+      if (ec != asio::error::eof && ec != asio::error::operation_aborted)
+        reject(peer,
+               "TLS handshake: " + (s.tls_failure().empty() ? ec.message() : s.tls_failure()));
+      co_return false;
+    }
+    co_return true;
+  }
+  if (tls_ && *first == static_cast<unsigned char>(kMagic[0])) {
+    std::uint8_t version = 0;
+    if (co_await read_prefix(s, version)) co_return false;  // not ntp after all: just close
+    reject(peer,
+           "a plain-TCP ntp client, but this server requires TLS (the client has \"tls\": false "
+           "in its apps.json)");
+    co_await write_error(s,
+                         "this server requires TLS: remove \"tls\": false from the client's "
+                         "apps.json");
+    co_return false;
+  }
+  co_return true;  // plain: the magic check below refuses anything else
+}
+
+awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::string& peer) {
+  if (!co_await start_stream(s, peer)) co_return nullptr;
   std::uint8_t version = 0;
   if (auto ec = co_await read_prefix(s, version)) {
     if (ec == ProtocolError::bad_version) {
@@ -137,8 +195,7 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(tcp::socket& s, const s
   co_return nullptr;
 }
 
-awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
-                                                                 const std::string& peer,
+awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, const std::string& peer,
                                                                  const msg::Login& login,
                                                                  const std::string& nonce) {
   if (!valid_name(login.group)) {
@@ -156,7 +213,7 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
     co_await write_error(s, refused);
     co_return nullptr;
   }
-  auto proofs = login_proofs(*token, login.group, login.nonce, nonce);
+  auto proofs = login_proofs(*token, login.group, login.nonce, nonce, s.channel_binding());
   if (!proof_equal(proofs.client, login.proof)) {
     reject(peer, context + ": authentication failed: wrong token");
     co_await write_error(s, refused);
@@ -188,15 +245,16 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(tcp::socket& s,
   // above): it is no rival. Only a live one that logged in meanwhile is.
   auto rival = groups_.find(login.group);
   if (stopping_ || (rival != groups_.end() && !rival->second->closed())) co_return nullptr;
+  const auto over = s.describe();
   auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
                                       std::move(s), peer);
   groups_[login.group] = g;
   sessions_[session] = g;
-  spdlog::info("{}: logged in from {}", context, peer);
+  spdlog::info("{}: logged in from {} over {}", context, peer, over);
   co_return g;
 }
 
-awaitable<void> CommonServer::admit_data(tcp::socket& s, const std::string& peer,
+awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
                                          const msg::DataLogin& login, const std::string& nonce) {
   auto it = sessions_.find(login.session);
   auto g = it == sessions_.end() ? nullptr : it->second.lock();
@@ -205,7 +263,7 @@ awaitable<void> CommonServer::admit_data(tcp::socket& s, const std::string& peer
     co_await write_error(s, "unknown session");
     co_return;
   }
-  auto proofs = data_proofs(g->data_key(), login.session, login.nonce, nonce);
+  auto proofs = data_proofs(g->data_key(), login.session, login.nonce, nonce, s.channel_binding());
   if (!proof_equal(proofs.client, login.proof)) {
     reject(peer, g->context() + ": data connection failed authentication");
     co_await write_error(s, "data connection authentication failed");
@@ -213,6 +271,7 @@ awaitable<void> CommonServer::admit_data(tcp::socket& s, const std::string& peer
   }
   const Message ok = msg::DataOk{proofs.server};
   if (co_await write_message(s, ok)) co_return;
+  spdlog::trace("{}: data connection from {} over {}", g->context(), peer, s.describe());
   if (!g->closed()) g->add_data_connection(std::move(s));
 }
 

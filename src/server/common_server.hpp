@@ -12,6 +12,8 @@
 #include "ntp/logging.hpp"
 #include "ntp/message.hpp"
 #include "ntp/socket_set.hpp"
+#include "ntp/stream.hpp"
+#include "ntp/tls.hpp"
 
 namespace ntp {
 
@@ -20,7 +22,9 @@ class AppGroup;
 class CommonServer {
  public:
   // `open_token` is the server-wide token; unused when config.groups is set.
-  CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token);
+  // With `tls`, clients must speak TLS (config.tls says so; main builds it).
+  CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token,
+               std::optional<TlsContext> tls);
   ~CommonServer();
 
   void listen();  // binds the bind port; throws std::system_error naming it
@@ -37,11 +41,12 @@ class CommonServer {
 
  private:
   awaitable<void> handle(tcp::socket s);
-  awaitable<std::shared_ptr<AppGroup>> admit(tcp::socket& s, const std::string& peer);
-  awaitable<std::shared_ptr<AppGroup>> admit_control(tcp::socket& s, const std::string& peer,
+  awaitable<std::shared_ptr<AppGroup>> admit(Stream& s, const std::string& peer);
+  awaitable<bool> start_stream(Stream& s, const std::string& peer);
+  awaitable<std::shared_ptr<AppGroup>> admit_control(Stream& s, const std::string& peer,
                                                      const msg::Login& login,
                                                      const std::string& server_nonce);
-  awaitable<void> admit_data(tcp::socket& s, const std::string& peer, const msg::DataLogin& login,
+  awaitable<void> admit_data(Stream& s, const std::string& peer, const msg::DataLogin& login,
                              const std::string& server_nonce);
   const std::string* token_for(const std::string& group) const;
   void reject(const std::string& peer, const std::string& why);
@@ -49,6 +54,7 @@ class CommonServer {
   asio::any_io_executor ex_;
   ServerConfig config_;
   std::string open_token_;
+  std::optional<TlsContext> tls_;
   tcp::acceptor acceptor_;
   LiveStreams streams_;
   std::map<std::string, std::shared_ptr<AppGroup>> groups_;  // by group name

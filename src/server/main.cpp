@@ -5,7 +5,8 @@
 #include "ntp/config.hpp"
 #include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
-#include "token_store.hpp"
+#include "ntp/tls.hpp"
+#include "state_store.hpp"
 
 namespace {
 
@@ -33,6 +34,25 @@ ServerConfig build_config(const Flags& f) {
     problems.push_back("NTP_TOKEN: expected a non-empty token, got an empty value");
   if (!problems.empty()) throw ConfigError(problems);
   return cfg;
+}
+
+// The TLS context, from tls.cert/tls.key or the certificate generated in the state
+// directory (created on first use; not in --check, which writes nothing).
+std::optional<TlsContext> server_tls(const ServerConfig& cfg, bool check) {
+  if (!cfg.tls) {
+    spdlog::warn(
+        "TLS is off (\"tls\": false): logins are still proven, but every byte crosses the "
+        "network in clear; use this only on a trusted network or behind a TLS front");
+    return std::nullopt;
+  }
+  if (!cfg.tls->cert.empty())
+    return TlsContext::server(cfg.tls->cert, cfg.tls->key, cfg.tls->client_ca);
+  if (check) return std::nullopt;
+  auto stored = load_or_create_certificate(state_directory());
+  auto ctx = TlsContext::server(stored.cert.string(), stored.key.string(), cfg.tls->client_ca);
+  spdlog::info("{} self-signed TLS certificate {}", stored.generated ? "generated a" : "using the",
+               stored.cert.string());
+  return ctx;
 }
 
 // Precedence: --token, NTP_TOKEN, the file's token; nullopt when none is set.
@@ -80,7 +100,14 @@ int main(int argc, char** argv) {
 
   asio::io_context io(1);
   if (f.check) {
-    CommonServer probe(io.get_executor(), cfg, token);
+    try {
+      server_tls(cfg, true);
+    } catch (const std::exception& e) {
+      std::cerr << (f.config_file.empty() ? "tls" : f.config_file + ": tls") << ": " << e.what()
+                << "\n";
+      return kExitConfig;
+    }
+    CommonServer probe(io.get_executor(), cfg, token, std::nullopt);
     try {
       probe.listen();
     } catch (const std::system_error& e) {
@@ -110,7 +137,25 @@ int main(int argc, char** argv) {
     }
   }
 
-  CommonServer server(io.get_executor(), cfg, token);
+  std::optional<TlsContext> tls;
+  try {
+    tls = server_tls(cfg, false);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot set up TLS: {}", e.what());
+    return kExitRuntime;
+  }
+  if (tls) {
+    spdlog::info(
+        "TLS 1.3 on; certificate fingerprint {} (clients may pin it as "
+        "tls.server_fingerprint)",
+        tls->own_fingerprint());
+    spdlog::info("kTLS {}", ktls_available()
+                                ? "available: the kernel may carry TLS records"
+                                : "not available (no \"tls\" in "
+                                  "/proc/sys/net/ipv4/tcp_available_ulp): TLS records are "
+                                  "encrypted and copied in user space");
+  }
+  CommonServer server(io.get_executor(), cfg, token, std::move(tls));
   try {
     server.listen();
   } catch (const std::system_error& e) {

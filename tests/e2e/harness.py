@@ -60,7 +60,7 @@ STEP_S = 10.0
 # re.escape()d value (see rx()); keep literal braces out of the templates.
 # Matched with re.search, line by line ('.' never crosses a newline).
 LOG_SERVER_READY = r"listening on \S*:{port}\b"
-LOG_SERVER_GENERATED = r"\bgenerated\b"
+LOG_SERVER_GENERATED = r"\bgenerated token\b"
 LOG_SERVER_TOKEN_IGNORED = r"(?i)(token.*ignor|ignor.*token)"
 LOG_SERVER_APP_LISTENING = r"group={group} app={app} port={port}: listening"
 LOG_SERVER_LOGIN = r"group={group}: logged in from 127\.0\.0\.1:\d+"
@@ -352,7 +352,8 @@ def recv_frame(sock, timeout=STEP_S):
 
 
 def proof(key, *parts):
-    """HMAC-SHA256 over the parts joined by '\\n', hex (protocol.md)."""
+    """HMAC-SHA256 over the parts joined by '\\n', hex (protocol.md). The last
+    part is the channel binding: "" over plain TCP."""
     if isinstance(key, str):
         key = key.encode()
     return hmac.new(key, "\n".join(parts).encode(), hashlib.sha256).hexdigest()

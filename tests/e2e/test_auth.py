@@ -179,8 +179,8 @@ class AuthTest(h.TunnelTestCase):
 
         threading.Thread(target=fake_server, daemon=True).start()
         token = self.token("client")
-        client = self.start_client(self.client_config(
-            port, [h.app("ssh", h.free_port(), h.free_port())], token=token))
+        client = self.start_client(self.client_config(  # plain: the fake speaks no TLS
+            port, [h.app("ssh", h.free_port(), h.free_port())], token=token, tls=False))
         client.expected_exit = True  # retrying or exiting are both fine
         self.assertTrue(done.wait(h.STEP_S + 2), "fake server never finished")
         self.assertIsNotNone(seen["login"], "client sent no login frame")

@@ -27,6 +27,14 @@ def first_frame(data):
 
 
 class WireTest(h.TunnelTestCase):
+    # The wire format byte by byte, so plain TCP ("tls": false); test_tls.py
+    # covers the same handshakes inside TLS.
+    def server_config(self, **keys):
+        return super().server_config(**{"tls": False, **keys})
+
+    def client_config(self, server, apps, **keys):
+        return super().client_config(server, apps, **{"tls": False, **keys})
+
     def setUp(self):
         super().setUp()
         self.server = self.start_server(self.server_config())
@@ -171,7 +179,7 @@ class WireTest(h.TunnelTestCase):
         self.assertRegex(ns, r"^[0-9a-f]{64}$", "server nonce: 32 bytes, hex")
         nc = secrets.token_hex(32)
         h.send_frame(s, {"type": "login", "group": group, "nonce": nc,
-                         "proof": h.proof(token, "ntp1 client", group, nc, ns)})
+                         "proof": h.proof(token, "ntp1 client", group, nc, ns, "")})
         return s, nc, ns
 
     def test_raw_login_register_ping_need_data(self):
@@ -181,7 +189,7 @@ class WireTest(h.TunnelTestCase):
         s, nc, ns = self.raw_login("raw", token)
         welcome = h.recv_frame(s)
         self.assertEqual(welcome.get("type"), "welcome", welcome)
-        self.assertEqual(welcome.get("proof"), h.proof(token, "ntp1 server", "raw", nc, ns),
+        self.assertEqual(welcome.get("proof"), h.proof(token, "ntp1 server", "raw", nc, ns, ""),
                          "server proof")
         self.assertRegex(welcome.get("session", ""), r"^[0-9a-f]{32}$")
         self.assertEqual(welcome.get("heartbeat_timeout_s"), 7)

@@ -61,7 +61,7 @@ class FakeServer {
     if (co_await read_message(*s, buf, m)) co_return;
     if (auto* login = std::get_if<msg::Login>(&m)) {
       ++logins;
-      auto proofs = login_proofs(token_, login->group, login->nonce, nonce);
+      auto proofs = login_proofs(token_, login->group, login->nonce, nonce, "");
       if (proof_equal(proofs.client, login->proof)) ++good_login_proofs;
       data_key_ = proofs.data_key;
       const Message welcome =
@@ -69,7 +69,7 @@ class FakeServer {
       if (co_await write_message(*s, welcome)) co_return;
       co_await control_loop(*s);
     } else if (auto* data_login = std::get_if<msg::DataLogin>(&m)) {
-      auto proofs = data_proofs(data_key_, data_login->session, data_login->nonce, nonce);
+      auto proofs = data_proofs(data_key_, data_login->session, data_login->nonce, nonce, "");
       EXPECT_EQ(data_login->session, kSession);
       EXPECT_TRUE(proof_equal(proofs.client, data_login->proof)) << "client's data proof is wrong";
       const Message ok = msg::DataOk{proofs.server};
@@ -114,8 +114,11 @@ class FakeServer {
   SocketSet open_;
 };
 
+// The fake server speaks plain TCP (the TLS layer is tested in tls_test.cpp).
 class ClientTest : public TunnelTest {
  protected:
+  ClientTest() { server_cfg.tls.reset(); }
+
   void start_fake() {
     fake = std::make_unique<FakeServer>(io, tasks, kToken);
     server_port = fake->port();

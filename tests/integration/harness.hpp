@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "../support/test_support.hpp"
+#include "../support/tls_support.hpp"
 #include "client.hpp"
 #include "common_server.hpp"
 #include "ntp/auth.hpp"
@@ -118,24 +119,29 @@ struct RawSession {
   int heartbeat_timeout_s = 0;
 };
 
-// One connection to the bind port, driven by hand.
+// One connection to the bind port, driven by hand: plain, or TLS with `tls`.
 class RawPeer {
  public:
-  explicit RawPeer(asio::io_context& io) : socket(io) {}
+  explicit RawPeer(asio::io_context& io, const TlsContext* tls = nullptr)
+      : stream(tcp::socket(io)), socket(stream.socket()), tls_(tls) {}
 
   awaitable<error_code> connect(std::uint16_t port, bool send_prefix = true) {
     auto [ec] = co_await socket.async_connect(loopback(port), nothrow);
-    if (ec || !send_prefix) co_return ec;
+    if (ec) co_return ec;
+    if (tls_) {
+      stream.start_tls(*tls_);
+      if (auto hec = co_await stream.handshake()) co_return hec;
+    }
+    if (!send_prefix) co_return error_code{};
     const auto prefix = client_prefix();
-    auto [wec, n] = co_await asio::async_write(socket, asio::buffer(prefix), nothrow);
-    co_return wec;
+    co_return co_await stream.write_all(asio::buffer(prefix));
   }
-  awaitable<error_code> send(const Message& m) { co_return co_await write_message(socket, m); }
-  awaitable<error_code> read(Message& m) { co_return co_await read_message(socket, buf, m); }
+  awaitable<error_code> send(const Message& m) { co_return co_await write_message(stream, m); }
+  awaitable<error_code> read(Message& m) { co_return co_await read_message(stream, buf, m); }
   template <class T>
   awaitable<error_code> expect(T& out) {
     peer_error.clear();
-    co_return co_await expect_message(socket, buf, out, &peer_error);
+    co_return co_await expect_message(stream, buf, out, &peer_error);
   }
 
   // Logs in as `group` with `token`; on refusal the server's message is in peer_error.
@@ -145,7 +151,7 @@ class RawPeer {
     msg::Challenge challenge;
     if (auto ec = co_await expect(challenge)) co_return ec;
     const auto nonce = random_hex(kNonceBytes);
-    auto proofs = login_proofs(token, group, nonce, challenge.nonce);
+    auto proofs = login_proofs(token, group, nonce, challenge.nonce, stream.channel_binding());
     const Message login = msg::Login{group, nonce, proofs.client};
     if (auto ec = co_await send(login)) co_return ec;
     msg::Welcome welcome;
@@ -171,7 +177,7 @@ class RawPeer {
     if (auto ec = co_await expect(challenge)) co_return ec;
     const auto nonce = random_hex(kNonceBytes);
     auto proofs = data_proofs(good_proof ? session.data_key : std::string("not the key"),
-                              session.id, nonce, challenge.nonce);
+                              session.id, nonce, challenge.nonce, stream.channel_binding());
     const Message login = msg::DataLogin{session.id, nonce, proofs.client};
     if (auto ec = co_await send(login)) co_return ec;
     msg::DataOk ok;
@@ -182,13 +188,17 @@ class RawPeer {
 
   // Reads until the server closes; the error that ended it (eof expected).
   awaitable<error_code> wait_closed() {
-    auto [bytes, ec] = co_await read_to_eof(socket);
+    auto [bytes, ec] = co_await read_to_eof(stream);
     co_return ec;
   }
 
-  tcp::socket socket;
+  Stream stream;
+  tcp::socket& socket;  // the stream's; raw bytes go here
   std::string buf;
   std::string peer_error;  // the server's error message, when it sent one
+
+ private:
+  const TlsContext* tls_;
 };
 
 // ------------------------------------------------------------------ fixture
@@ -203,8 +213,11 @@ class TunnelTest : public ::testing::Test {
     server_cfg.proxy_bind_addr = "127.0.0.1";
   }
 
+  // TLS as in production unless the test sets server_cfg.tls = std::nullopt.
   void start_server() {
-    server = std::make_unique<CommonServer>(io.get_executor(), server_cfg, kToken);
+    std::optional<TlsContext> tls;
+    if (server_cfg.tls) tls = TlsContext::server(test_key_pair(), server_cfg.tls->client_ca);
+    server = std::make_unique<CommonServer>(io.get_executor(), server_cfg, kToken, std::move(tls));
     server->listen();
     server_port = server->local_endpoint().port();
     tasks.spawn(io, server->run());
@@ -216,6 +229,7 @@ class TunnelTest : public ::testing::Test {
     cfg.group = "home";
     cfg.token = std::move(token);
     cfg.apps = std::move(apps);
+    if (!server_cfg.tls) cfg.tls.reset();  // the client speaks what the server does
     return cfg;
   }
 

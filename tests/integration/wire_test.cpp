@@ -14,8 +14,12 @@ namespace {
 
 using namespace test;
 
+// The wire format itself, byte by byte: over plain TCP, so raw bytes can be sent
+// (tls_test.cpp covers the same login over TLS).
 class WireTest : public TunnelTest {
  protected:
+  WireTest() { server_cfg.tls.reset(); }
+
   // Logs in, registers no app, lets `offend` misbehave on the control connection and
   // expects the server to end the session for it.
   void expect_session_ended_by(const std::function<awaitable<void>(RawPeer&)>& offend,
@@ -105,7 +109,7 @@ TEST_F(WireTest, ReplayedLoginIsRefused) {
     msg::Challenge challenge;
     if (!ec) ec = co_await original.expect(challenge);
     const auto nonce = random_hex(kNonceBytes);
-    recorded = {"home", nonce, login_proofs(kToken, "home", nonce, challenge.nonce).client};
+    recorded = {"home", nonce, login_proofs(kToken, "home", nonce, challenge.nonce, "").client};
     const Message login = recorded;
     if (!ec) ec = co_await original.send(login);
     if (!ec) ec = co_await original.expect(welcome);
@@ -149,8 +153,8 @@ TEST_F(WireTest, OtherVersionGetsAnErrorFrameThenClose) {
 // Not the magic: closed at once, without an answer, well under a second.
 TEST_F(WireTest, BadMagicIsClosedAtOnce) {
   start_server();
-  const std::vector<std::string> garbages{"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-                                          std::string("\x16\x03\x01", 3), "N"};
+  const std::vector<std::string> garbages{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "N",
+                                          std::string("\0\0\0\0", 4)};
   for (const auto& garbage : garbages) {
     RawPeer peer(io);
     std::pair<std::string, error_code> end;

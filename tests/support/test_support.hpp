@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "ntp/asio.hpp"
+#include "ntp/frame.hpp"
 
 namespace ntp::test {
 
@@ -135,11 +136,13 @@ inline std::string pattern(std::size_t size, unsigned seed) {
 }
 
 // Reads until EOF (or an error); returns what came and the error that ended it.
-inline awaitable<std::pair<std::string, error_code>> read_to_eof(tcp::socket& s) {
+// For a tcp::socket or an ntp::Stream.
+template <class S>
+awaitable<std::pair<std::string, error_code>> read_to_eof(S& s) {
   std::string out;
   std::array<char, 16 * 1024> buf;
   for (;;) {
-    auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), nothrow);
+    auto [ec, n] = co_await read_some(s, asio::buffer(buf));
     out.append(buf.data(), n);
     if (ec) co_return std::pair{std::move(out), ec};
   }

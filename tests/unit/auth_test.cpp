@@ -44,17 +44,29 @@ TEST(Hmac, IsLowercaseHexOf32Bytes) {
 // The proofs are exactly what docs/protocol.md specifies, so another
 // implementation following the document interoperates.
 TEST(LoginProofs, MatchTheProtocolDocument) {
-  auto p = login_proofs("home-secret", "home", "cnonce", "snonce");
-  EXPECT_EQ(p.client, hmac_hex("home-secret", {"ntp1 client\nhome\ncnonce\nsnonce"}));
-  EXPECT_EQ(p.server, hmac_hex("home-secret", {"ntp1 server\nhome\ncnonce\nsnonce"}));
-  EXPECT_EQ(p.data_key, hmac_hex("home-secret", {"ntp1 data key\nhome\ncnonce\nsnonce"}));
-  auto d = data_proofs(p.data_key, "sess", "c2", "s2");
-  EXPECT_EQ(d.client, hmac_hex(p.data_key, {"ntp1 data\nsess\nc2\ns2"}));
-  EXPECT_EQ(d.server, hmac_hex(p.data_key, {"ntp1 data ok\nsess\nc2\ns2"}));
+  auto p = login_proofs("home-secret", "home", "cnonce", "snonce", "cb");
+  EXPECT_EQ(p.client, hmac_hex("home-secret", {"ntp1 client\nhome\ncnonce\nsnonce\ncb"}));
+  EXPECT_EQ(p.server, hmac_hex("home-secret", {"ntp1 server\nhome\ncnonce\nsnonce\ncb"}));
+  EXPECT_EQ(p.data_key, hmac_hex("home-secret", {"ntp1 data key\nhome\ncnonce\nsnonce\ncb"}));
+  auto d = data_proofs(p.data_key, "sess", "c2", "s2", "cb2");
+  EXPECT_EQ(d.client, hmac_hex(p.data_key, {"ntp1 data\nsess\nc2\ns2\ncb2"}));
+  EXPECT_EQ(d.server, hmac_hex(p.data_key, {"ntp1 data ok\nsess\nc2\ns2\ncb2"}));
+}
+
+// A man in the middle who terminates TLS has another TLS session (another
+// tls-exporter value) on each side: a proof made for one does not hold for the other.
+TEST(LoginProofs, BoundToTheChannel) {
+  auto one = login_proofs("tok", "home", "cn", "sn", "session-one");
+  auto two = login_proofs("tok", "home", "cn", "sn", "session-two");
+  EXPECT_NE(one.client, two.client);
+  EXPECT_NE(one.server, two.server);
+  EXPECT_NE(one.data_key, two.data_key);
+  EXPECT_NE(data_proofs("k", "s", "c", "n", "one").client,
+            data_proofs("k", "s", "c", "n", "two").client);
 }
 
 TEST(LoginProofs, AllThreeDiffer) {
-  auto p = login_proofs("tok", "home", "cn", "sn");
+  auto p = login_proofs("tok", "home", "cn", "sn", "");
   EXPECT_NE(p.client, p.server);
   EXPECT_NE(p.client, p.data_key);
   EXPECT_NE(p.server, p.data_key);
@@ -62,16 +74,16 @@ TEST(LoginProofs, AllThreeDiffer) {
 }
 
 TEST(LoginProofs, Deterministic) {
-  auto a = login_proofs("tok", "home", "cn", "sn");
-  auto b = login_proofs("tok", "home", "cn", "sn");
+  auto a = login_proofs("tok", "home", "cn", "sn", "");
+  auto b = login_proofs("tok", "home", "cn", "sn", "");
   EXPECT_EQ(a.client, b.client);
   EXPECT_EQ(a.server, b.server);
   EXPECT_EQ(a.data_key, b.data_key);
 }
 
 TEST(LoginProofs, WrongTokenGivesAnotherProof) {
-  auto right = login_proofs("tok", "home", "cn", "sn");
-  auto wrong = login_proofs("tok2", "home", "cn", "sn");
+  auto right = login_proofs("tok", "home", "cn", "sn", "");
+  auto wrong = login_proofs("tok2", "home", "cn", "sn", "");
   EXPECT_NE(right.client, wrong.client);
   EXPECT_NE(right.server, wrong.server);
   EXPECT_NE(right.data_key, wrong.data_key);
@@ -79,29 +91,30 @@ TEST(LoginProofs, WrongTokenGivesAnotherProof) {
 }
 
 TEST(LoginProofs, BoundToGroupAndBothNonces) {
-  auto base = login_proofs("tok", "home", "cn", "sn");
-  EXPECT_NE(base.client, login_proofs("tok", "office", "cn", "sn").client);
-  EXPECT_NE(base.client, login_proofs("tok", "home", "cn2", "sn").client);
-  EXPECT_NE(base.client, login_proofs("tok", "home", "cn", "sn2").client);
+  auto base = login_proofs("tok", "home", "cn", "sn", "");
+  EXPECT_NE(base.client, login_proofs("tok", "office", "cn", "sn", "").client);
+  EXPECT_NE(base.client, login_proofs("tok", "home", "cn2", "sn", "").client);
+  EXPECT_NE(base.client, login_proofs("tok", "home", "cn", "sn2", "").client);
 }
 
 // A recorded login replayed against a fresh challenge does not verify.
 TEST(LoginProofs, ReplayAgainstANewChallengeFails) {
   const auto client_nonce = random_hex(kNonceBytes);
-  const auto recorded = login_proofs("tok", "home", client_nonce, random_hex(kNonceBytes)).client;
+  const auto recorded =
+      login_proofs("tok", "home", client_nonce, random_hex(kNonceBytes), "").client;
   const auto fresh_challenge = random_hex(kNonceBytes);
-  const auto expected = login_proofs("tok", "home", client_nonce, fresh_challenge).client;
+  const auto expected = login_proofs("tok", "home", client_nonce, fresh_challenge, "").client;
   EXPECT_FALSE(proof_equal(expected, recorded));
 }
 
 TEST(DataProofs, DifferAndBindTheSession) {
-  auto d = data_proofs("key", "s1", "cn", "sn");
+  auto d = data_proofs("key", "s1", "cn", "sn", "");
   EXPECT_NE(d.client, d.server);
-  EXPECT_NE(d.client, data_proofs("key", "s2", "cn", "sn").client);
-  EXPECT_NE(d.client, data_proofs("key2", "s1", "cn", "sn").client);
-  EXPECT_NE(d.client, data_proofs("key", "s1", "cn", "sn2").client);
+  EXPECT_NE(d.client, data_proofs("key", "s2", "cn", "sn", "").client);
+  EXPECT_NE(d.client, data_proofs("key2", "s1", "cn", "sn", "").client);
+  EXPECT_NE(d.client, data_proofs("key", "s1", "cn", "sn2", "").client);
   // A data proof is not a login proof with the same inputs.
-  EXPECT_NE(d.client, login_proofs("key", "s1", "cn", "sn").client);
+  EXPECT_NE(d.client, login_proofs("key", "s1", "cn", "sn", "").client);
 }
 
 TEST(ProofEqual, ComparesWholeStrings) {

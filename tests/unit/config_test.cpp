@@ -159,10 +159,11 @@ TEST(ServerConfig, TopLevelMustBeAnObject) {
 }
 
 TEST(ServerConfig, UnknownTopLevelKey) {
-  EXPECT_EQ(server_problems(R"({"bnid":"0.0.0.0:7000"})"),
-            Problems{"server.json: bnid: expected one of the keys allow_ports, bind, groups, "
-                     "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, token, got "
-                     "an unknown key"});
+  EXPECT_EQ(
+      server_problems(R"({"bnid":"0.0.0.0:7000"})"),
+      Problems{"server.json: bnid: expected one of the keys allow_ports, bind, groups, "
+               "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, tls, token, got "
+               "an unknown key"});
 }
 
 TEST(ServerConfig, Bind) {
@@ -298,13 +299,14 @@ TEST(ServerConfig, GroupAllowPortsIndexAfterAMalformedEntry) {
 TEST(ServerConfig, SeveralErrorsReportedTogether) {
   auto p = server_problems(
       R"({"bind":"x","heartbeat_timeout_s":0,"extra":1,"groups":{"home":{"token":""}}})");
-  EXPECT_EQ(p,
-            (Problems{"server.json: extra: expected one of the keys allow_ports, bind, groups, "
-                      "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, token, got "
-                      "an unknown key",
-                      R"(server.json: bind: expected "host:port", got "x")",
-                      "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
-                      R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
+  EXPECT_EQ(
+      p,
+      (Problems{"server.json: extra: expected one of the keys allow_ports, bind, groups, "
+                "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, tls, token, got "
+                "an unknown key",
+                R"(server.json: bind: expected "host:port", got "x")",
+                "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
+                R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
   try {
     parse_server_config(R"({"bind":"x","heartbeat_timeout_s":0})", "server.json");
     ADD_FAILURE() << "no ConfigError";
@@ -378,7 +380,7 @@ TEST(ClientConfig, InvalidJson) {
 TEST(ClientConfig, UnknownKeysAtEachLevel) {
   EXPECT_EQ(client_problems(R"({"group":"home","token":"t","apps":[)" + kApp + R"(],"sever":"x"})"),
             Problems{"apps.json: sever: expected one of the keys apps, group, "
-                     "heartbeat_interval_s, log_level, server, token, token_file, got an "
+                     "heartbeat_interval_s, log_level, server, tls, token, token_file, got an "
                      "unknown key"});
   EXPECT_EQ(
       client_problems(
@@ -523,7 +525,7 @@ TEST(ClientConfig, SeveralErrorsReportedTogether) {
       "");
   EXPECT_EQ(
       p, (Problems{"apps.json: extra: expected one of the keys apps, group, heartbeat_interval_s, "
-                   "log_level, server, token, token_file, got an unknown key",
+                   "log_level, server, tls, token, token_file, got an unknown key",
                    "apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . "
                    "-, got \"my home\"",
                    "apps.json: NTP_TOKEN: expected a non-empty token, got an empty value",

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../support/test_support.hpp"
+#include "../support/tls_support.hpp"
 #include "ntp/live_streams.hpp"
 
 namespace ntp {
@@ -13,33 +14,37 @@ namespace {
 
 using namespace test;
 
-awaitable<SpliceResult> tracked_splice(LiveStreams& streams, tcp::socket& a, tcp::socket& b) {
-  LiveStreams::Entry entry(streams, a, b);
+awaitable<SpliceResult> tracked_splice(LiveStreams& streams, Stream& a, Stream& b) {
+  LiveStreams::Entry entry(streams, a.socket(), b.socket());
   co_return co_await splice(a, b);
 }
 
-awaitable<error_code> write_all(tcp::socket& s, std::string_view data) {
-  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), nothrow);
-  co_return ec;
+awaitable<error_code> send(Stream& s, std::string_view data) {
+  co_return co_await s.write_all(asio::buffer(data));
 }
 
-awaitable<std::string> read_n(tcp::socket& s, std::size_t n) {
+awaitable<std::string> read_n(Stream& s, std::size_t n) {
   std::string out(n, '\0');
-  auto [ec, got] = co_await asio::async_read(s, asio::buffer(out), nothrow);
-  out.resize(got);
+  auto ec = co_await s.read_exact(asio::buffer(out));
+  if (ec) out.clear();
   co_return out;
 }
 
+enum class Path { plain, tls };
+
 // user ⇄ a ══splice══ b ⇄ app: two real loopback pairs, spliced in the middle.
-class Splice : public ::testing::Test {
+// Over TLS, user–a is a TLS connection (as a data connection is) and b–app plain
+// (as the user's or the local app's socket is): each pump then reads one kind
+// and writes the other.
+class Splice : public ::testing::TestWithParam<Path> {
  protected:
   asio::io_context io;
-  SocketPair left = tcp_pair(io);
-  SocketPair right = tcp_pair(io);
-  tcp::socket& user = left.client;
-  tcp::socket& a = left.server;
-  tcp::socket& b = right.client;
-  tcp::socket& app = right.server;
+  StreamPair left = stream_pair(io, GetParam() == Path::tls);
+  StreamPair right = stream_pair(io, false);
+  Stream& user = left.client;
+  Stream& a = left.server;
+  Stream& b = right.client;
+  Stream& app = right.server;
   LiveStreams streams{io.get_executor()};
   std::optional<SpliceResult> result;
   bool started = false;
@@ -56,33 +61,42 @@ class Splice : public ::testing::Test {
       asio::co_spawn(io, splice(a, b), done);
   }
 
+  void half_close(Stream& s) {
+    ASSERT_TRUE(run(io, [&]() -> awaitable<void> { co_await s.shutdown_send(); }));
+  }
+
   bool ended(milliseconds limit = 5s) {
     return wait_until(
         io, [&] { return result.has_value(); }, limit);
   }
 
   void TearDown() override {
-    error_code ignored;
-    user.close(ignored);
-    app.close(ignored);
+    user.close();
+    app.close();
     if (started) {
       EXPECT_TRUE(ended()) << "splice did not end once both peers closed";
     }
   }
 };
 
-TEST_F(Splice, BytesBothWaysWithCounts) {
+INSTANTIATE_TEST_SUITE_P(Paths, Splice, ::testing::Values(Path::plain, Path::tls),
+                         [](const auto& info) {
+                           return info.param == Path::tls ? std::string("Tls")
+                                                          : std::string("Plain");
+                         });
+
+TEST_P(Splice, BytesBothWaysWithCounts) {
   start();
   std::string at_app, at_user;
   std::pair<std::string, error_code> app_eof, user_eof;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    co_await write_all(user, "hello");
+    co_await send(user, "hello");
     at_app = co_await read_n(app, 5);
-    co_await write_all(app, "world!!");
+    co_await send(app, "world!!");
     at_user = co_await read_n(user, 7);
-    user.shutdown(tcp::socket::shutdown_send);
+    co_await user.shutdown_send();
     app_eof = co_await read_to_eof(app);
-    app.shutdown(tcp::socket::shutdown_send);
+    co_await app.shutdown_send();
     user_eof = co_await read_to_eof(user);
   })) << "bytes did not cross the splice";
   EXPECT_EQ(at_app, "hello");
@@ -95,17 +109,17 @@ TEST_F(Splice, BytesBothWaysWithCounts) {
 }
 
 // The user finishes sending (shutdown of its write side) and still gets the reply.
-TEST_F(Splice, HalfCloseKeepsTheOtherDirection) {
+TEST_P(Splice, HalfCloseKeepsTheOtherDirection) {
   start();
   std::pair<std::string, error_code> request, reply;
   bool running_after_half_close = false;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    co_await write_all(user, "request");
-    user.shutdown(tcp::socket::shutdown_send);
+    co_await send(user, "request");
+    co_await user.shutdown_send();
     request = co_await read_to_eof(app);  // the app sees the end of the request...
     running_after_half_close = !result.has_value();
-    co_await write_all(app, "reply");  // ...and answers after it
-    app.shutdown(tcp::socket::shutdown_send);
+    co_await send(app, "reply");  // ...and answers after it
+    co_await app.shutdown_send();
     reply = co_await read_to_eof(user);
   })) << "half-closed stream did not complete";
   EXPECT_EQ(request.first, "request");
@@ -118,17 +132,17 @@ TEST_F(Splice, HalfCloseKeepsTheOtherDirection) {
   EXPECT_EQ(result->b_to_a, 5u);
 }
 
-TEST_F(Splice, LargeTransferBothWaysAtOnce) {
+TEST_P(Splice, LargeTransferBothWaysAtOnce) {
   constexpr std::size_t kSize = 8 * 1024 * 1024;
   const std::string up = pattern(kSize, 1), down = pattern(kSize, 2);
   std::string at_app, at_user;
   start();
-  auto send = [](tcp::socket& s, const std::string& data) -> awaitable<void> {
-    auto ec = co_await write_all(s, data);
+  auto send_all = [](Stream& s, const std::string& data) -> awaitable<void> {
+    auto ec = co_await send(s, data);
     EXPECT_FALSE(ec) << ec.message();
-    s.shutdown(tcp::socket::shutdown_send);
+    co_await s.shutdown_send();
   };
-  auto receive = [](tcp::socket& s, std::string& out) -> awaitable<void> {
+  auto receive = [](Stream& s, std::string& out) -> awaitable<void> {
     auto r = co_await read_to_eof(s);
     EXPECT_EQ(r.second, asio::error::eof);
     out = std::move(r.first);
@@ -136,7 +150,7 @@ TEST_F(Splice, LargeTransferBothWaysAtOnce) {
   ASSERT_TRUE(run(
       io,
       [&]() -> awaitable<void> {
-        co_await (send(user, up) && send(app, down) && receive(app, at_app) &&
+        co_await (send_all(user, up) && send_all(app, down) && receive(app, at_app) &&
                   receive(user, at_user));
       },
       20s))
@@ -151,16 +165,16 @@ TEST_F(Splice, LargeTransferBothWaysAtOnce) {
 }
 
 // A reset on one side ends both directions; the other peer sees its stream end.
-TEST_F(Splice, ResetOnOneSideEndsBoth) {
+TEST_P(Splice, ResetOnOneSideEndsBoth) {
   start();
   std::string echoed;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    co_await write_all(user, "x");
+    co_await send(user, "x");
     echoed = co_await read_n(app, 1);
   }));
   ASSERT_EQ(echoed, "x");
-  user.set_option(asio::socket_base::linger(true, 0));
-  user.close();  // RST
+  user.socket().set_option(asio::socket_base::linger(true, 0));
+  user.close();  // RST (and over TLS no close_notify: not an orderly end)
   ASSERT_TRUE(ended(2s)) << "splice kept running after a reset";
   std::pair<std::string, error_code> rest;
   ASSERT_TRUE(run(
@@ -170,9 +184,9 @@ TEST_F(Splice, ResetOnOneSideEndsBoth) {
   EXPECT_EQ(result->a_to_b, 1u);
 }
 
-TEST_F(Splice, ResetOnTheAppSideEndsBoth) {
+TEST_P(Splice, ResetOnTheAppSideEndsBoth) {
   start();
-  app.set_option(asio::socket_base::linger(true, 0));
+  app.socket().set_option(asio::socket_base::linger(true, 0));
   app.close();
   ASSERT_TRUE(ended(2s)) << "splice kept running after a reset";
   std::pair<std::string, error_code> rest;
@@ -181,21 +195,21 @@ TEST_F(Splice, ResetOnTheAppSideEndsBoth) {
   EXPECT_TRUE(rest.second);
 }
 
-TEST_F(Splice, LiveStreamsTracksTheSplice) {
+TEST_P(Splice, LiveStreamsTracksTheSplice) {
   start(/*tracked=*/true);
   ASSERT_TRUE(wait_until(
       io, [&] { return streams.size() == 1; }, 1s));
-  user.shutdown(tcp::socket::shutdown_send);
-  app.shutdown(tcp::socket::shutdown_send);
+  half_close(user);
+  half_close(app);
   ASSERT_TRUE(ended());
   EXPECT_EQ(streams.size(), 0u);
 }
 
-TEST_F(Splice, CloseAllEndsSplices) {
+TEST_P(Splice, CloseAllEndsSplices) {
   start(/*tracked=*/true);
   std::string got;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    co_await write_all(user, "ping");
+    co_await send(user, "ping");
     got = co_await read_n(app, 4);
   }));
   EXPECT_EQ(got, "ping");
@@ -215,7 +229,7 @@ TEST_F(Splice, CloseAllEndsSplices) {
   EXPECT_TRUE(app_end.second);
 }
 
-TEST_F(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
+TEST_P(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
   start(/*tracked=*/true);
   ASSERT_TRUE(wait_until(
       io, [&] { return streams.size() == 1; }, 1s));
@@ -231,8 +245,8 @@ TEST_F(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
       asio::detached);
   run_for(io, 50ms);
   EXPECT_FALSE(*waited) << "wait_empty returned while a stream was live";
-  user.shutdown(tcp::socket::shutdown_send);
-  app.shutdown(tcp::socket::shutdown_send);
+  half_close(user);
+  half_close(app);
   ASSERT_TRUE(wait_until(
       io, [&] { return *waited; }, 2s))
       << "wait_empty missed the last stream ending";

@@ -1,0 +1,244 @@
+#include "ntp/stream.hpp"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <array>
+#include <cerrno>
+
+namespace ntp {
+namespace {
+
+class TlsCategory : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "tls"; }
+  std::string message(int ev) const override {
+    const char* reason = ERR_reason_error_string(static_cast<unsigned long>(ev));
+    return reason ? reason : "TLS error " + std::to_string(ev);
+  }
+};
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+}  // namespace
+
+const boost::system::error_category& tls_category() {
+  static const TlsCategory category;
+  return category;
+}
+
+Stream::Stream(tcp::socket s) : socket_(std::move(s)) {
+  error_code ignored;  // a closed socket stays closed; its reads fail
+  socket_.non_blocking(true, ignored);
+}
+
+Stream::Stream(tcp::socket s, const TlsContext& ctx) : Stream(std::move(s)) {
+  start_tls(ctx);
+}
+
+void Stream::start_tls(const TlsContext& ctx) {
+  ssl_.reset(SSL_new(ctx.native()));
+  if (!ssl_) throw TlsError("cannot create a TLS connection: " + openssl_error_text());
+  SSL_set_fd(ssl_.get(), socket_.native_handle());
+  if (ctx.is_server()) {
+    SSL_set_accept_state(ssl_.get());
+    return;
+  }
+  SSL_set_connect_state(ssl_.get());
+  const auto& host = ctx.server_host();
+  if (host.empty()) return;
+  const bool ip = is_ip_literal(host);
+  if (!ip) SSL_set_tlsext_host_name(ssl_.get(), host.c_str());
+  if (ctx.verify_host()) {
+    if (ip)
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_.get()), host.c_str());
+    else
+      SSL_set1_host(ssl_.get(), host.c_str());
+  }
+}
+
+error_code Stream::failure(int ssl_result) {
+  const int e = SSL_get_error(ssl_.get(), ssl_result);
+  if (e == SSL_ERROR_ZERO_RETURN) {
+    ERR_clear_error();
+    return asio::error::eof;
+  }
+  if (e == SSL_ERROR_SYSCALL) {
+    const int err = errno;
+    ERR_clear_error();
+    // No TLS close_notify before the TCP connection ended: not a clean end.
+    return err ? error_code(err, asio::error::get_system_category())
+               : error_code(asio::error::connection_reset);
+  }
+  const unsigned long packed = ERR_peek_error();
+  failure_ = openssl_error_text();
+  if (const long v = SSL_get_verify_result(ssl_.get()); v != X509_V_OK)
+    failure_ += std::string(": ") + X509_verify_cert_error_string(v);
+  // OpenSSL 3 packs library and reason in 31 bits; keep them as the error value.
+  return {static_cast<int>(packed & 0x7fffffffUL), tls_category()};
+}
+
+awaitable<error_code> Stream::wait_for(int ssl_error) {
+  auto what = ssl_error == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
+  auto [ec] = co_await socket_.async_wait(what, nothrow);
+  co_return ec;
+}
+
+awaitable<error_code> Stream::handshake() {
+  if (!ssl_) co_return error_code{};
+  for (;;) {
+    if (!socket_.is_open()) co_return asio::error::bad_descriptor;
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_.get());
+    if (r == 1) co_return error_code{};
+    const int e = SSL_get_error(ssl_.get(), r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) co_return failure(r);
+    if (auto ec = co_await wait_for(e)) co_return ec;
+  }
+}
+
+std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
+  if (!ssl_) return socket_.read_some(b, ec);
+  want_write_ = false;
+  // Never hand OpenSSL a descriptor number that was closed: it may be reused.
+  if (!socket_.is_open()) {
+    ec = asio::error::bad_descriptor;
+    return 0;
+  }
+  ERR_clear_error();
+  std::size_t n = 0;
+  const int r = SSL_read_ex(ssl_.get(), b.data(), b.size(), &n);
+  if (r == 1) {
+    ec = {};
+    return n;
+  }
+  const int e = SSL_get_error(ssl_.get(), r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    want_write_ = e == SSL_ERROR_WANT_WRITE;
+    ec = asio::error::would_block;
+    return 0;
+  }
+  ec = failure(r);
+  return 0;
+}
+
+awaitable<error_code> Stream::wait_readable() {
+  if (ssl_ && !want_write_ && SSL_has_pending(ssl_.get())) co_return error_code{};
+  co_return co_await wait_for(want_write_ ? SSL_ERROR_WANT_WRITE : SSL_ERROR_WANT_READ);
+}
+
+awaitable<std::tuple<error_code, std::size_t>> Stream::read_some(asio::mutable_buffer b) {
+  if (!ssl_) co_return co_await socket_.async_read_some(b, nothrow);
+  for (;;) {
+    error_code ec;
+    const std::size_t n = read_now(b, ec);
+    if (ec != asio::error::would_block) co_return std::tuple{ec, n};
+    if (auto wec = co_await wait_readable()) co_return std::tuple{wec, std::size_t{0}};
+  }
+}
+
+awaitable<error_code> Stream::read_exact(asio::mutable_buffer b) {
+  if (!ssl_) {
+    auto [ec, n] = co_await asio::async_read(socket_, b, nothrow);
+    co_return ec;
+  }
+  while (b.size() > 0) {
+    auto [ec, n] = co_await read_some(b);
+    if (ec) co_return ec;
+    b += n;
+  }
+  co_return error_code{};
+}
+
+awaitable<error_code> Stream::write_all(asio::const_buffer b) {
+  if (!ssl_) {
+    auto [ec, n] = co_await asio::async_write(socket_, b, nothrow);
+    co_return ec;
+  }
+  while (b.size() > 0) {
+    if (!socket_.is_open()) co_return asio::error::bad_descriptor;
+    ERR_clear_error();
+    std::size_t n = 0;
+    const int r = SSL_write_ex(ssl_.get(), b.data(), b.size(), &n);
+    if (r == 1) {
+      b += n;
+      continue;
+    }
+    const int e = SSL_get_error(ssl_.get(), r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) co_return failure(r);
+    if (auto ec = co_await wait_for(e)) co_return ec;
+  }
+  co_return error_code{};
+}
+
+awaitable<void> Stream::shutdown_send() {
+  error_code ignored;  // the peer may be gone already: nothing left to tell it
+  if (ssl_) {
+    for (;;) {
+      if (!socket_.is_open()) co_return;
+      ERR_clear_error();
+      const int r = SSL_shutdown(ssl_.get());
+      if (r >= 0) break;  // close_notify sent (0: the peer's is still to come)
+      const int e = SSL_get_error(ssl_.get(), r);
+      ERR_clear_error();
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) co_return;
+      if (co_await wait_for(e)) co_return;
+    }
+  }
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+void Stream::close() {
+  error_code ignored;  // closing twice is harmless
+  socket_.close(ignored);
+}
+
+void Stream::close_orderly() {
+  if (ssl_ && socket_.is_open() && SSL_is_init_finished(ssl_.get())) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_.get());  // non-blocking: sent if the socket has room
+    ERR_clear_error();
+  }
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  close();
+}
+
+std::string Stream::channel_binding() const {
+  if (!ssl_) return {};
+  static constexpr char kLabel[] = "EXPORTER-Channel-Binding";
+  std::array<unsigned char, 32> out{};
+  if (SSL_export_keying_material(ssl_.get(), out.data(), out.size(), kLabel, sizeof kLabel - 1,
+                                 nullptr, 0, 0) != 1)
+    return {};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (auto c : out) {
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 0xf];
+  }
+  return hex;
+}
+
+std::string Stream::peer_fingerprint() const {
+  if (!ssl_) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl_.get());
+  return cert ? fingerprint(cert) : std::string{};
+}
+
+bool Stream::ktls() const {
+  if (!ssl_) return false;
+  return BIO_get_ktls_send(SSL_get_wbio(ssl_.get())) && BIO_get_ktls_recv(SSL_get_rbio(ssl_.get()));
+}
+
+std::string Stream::describe() const {
+  if (!ssl_) return "plain TCP";
+  return std::string(SSL_get_version(ssl_.get())) + " " + SSL_get_cipher_name(ssl_.get()) +
+         (ktls() ? ", kTLS" : ", buffered copy (no kTLS)");
+}
+
+}  // namespace ntp
