@@ -85,7 +85,11 @@ json to_json(const Message& m) {
 }
 
 // Apps lists are bounded by the frame cap; names by the name rules of the config.
-bool decode_apps(const json& j, std::vector<json>& out, std::string& error) {
+// The entries are pointed to, not copied: copying a json value recurses once per
+// nesting level, and a 64 KiB frame nests 32k deep ("name":[[[...]]]), enough to
+// overflow the stack of a sanitizer build (nlohmann's parser and destructor
+// iterate, so nothing else here recurses on the peer's nesting).
+bool decode_apps(const json& j, std::vector<const json*>& out, std::string& error) {
   auto it = j.find("apps");
   if (it == j.end() || !it->is_array()) {
     error = "apps: expected an array";
@@ -96,7 +100,7 @@ bool decode_apps(const json& j, std::vector<json>& out, std::string& error) {
       error = "apps: expected objects";
       return false;
     }
-    out.push_back(a);
+    out.push_back(&a);
   }
   return true;
 }
@@ -142,25 +146,25 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     if (!r.str("proof", m.proof)) return false;
     out = std::move(m);
   } else if (type == "register") {
-    std::vector<json> apps;
+    std::vector<const json*> apps;
     if (!decode_apps(j, apps, error)) return false;
     msg::Register m;
-    for (auto& a : apps) {
-      Reader ar{a, error};
+    for (const json* a : apps) {
+      Reader ar{*a, error};
       msg::AppRequest req;
       if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535)) return false;
       m.apps.push_back(std::move(req));
     }
     out = std::move(m);
   } else if (type == "registered") {
-    std::vector<json> apps;
+    std::vector<const json*> apps;
     if (!decode_apps(j, apps, error)) return false;
     msg::Registered m;
-    for (auto& a : apps) {
-      Reader ar{a, error};
+    for (const json* a : apps) {
+      Reader ar{*a, error};
       msg::AppResult res;
       if (!ar.str("name", res.name)) return false;
-      if (a.contains("error")) {
+      if (a->contains("error")) {
         if (!ar.str("error", res.error, 1024)) return false;
       } else if (!ar.num("remote_port", res.remote_port, 65535)) {
         return false;
