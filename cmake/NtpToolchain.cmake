@@ -10,6 +10,10 @@ if(CCACHE_PROGRAM)
 endif()
 
 option(NTP_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
+option(NTP_FUZZ "Build the libFuzzer targets in fuzz/ (clang only)" OFF)
+if(NTP_FUZZ AND NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  message(FATAL_ERROR "NTP_FUZZ needs clang (libFuzzer); use the fuzz preset")
+endif()
 
 # Warnings as errors apply to our code only (third-party headers are SYSTEM).
 function(ntp_target_defaults target)
@@ -23,5 +27,15 @@ function(ntp_target_defaults target)
                                              -fno-sanitize-recover=undefined
                                              -fno-sanitize=vptr -Wno-mismatched-new-delete)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize=vptr)
+  endif()
+  if(NTP_FUZZ)
+    # Every library the fuzz targets link is instrumented for coverage; only the
+    # targets themselves link libFuzzer's main (fuzz/CMakeLists.txt). clang 14's
+    # -fsanitize=function breaks the backend on coroutines ("Cannot represent a
+    # difference across sections", llvm/llvm-project#49689), so it is left out.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined
+                                             -fno-sanitize=function -fno-sanitize-recover=undefined
+                                             -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize=function)
   endif()
 endfunction()
