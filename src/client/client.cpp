@@ -147,7 +147,10 @@ awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
   }
   if (ec) {
     why = ec == asio::error::eof || ec == asio::error::connection_reset
-              ? "login: the server closed the connection (is it an ntp-server?)"
+              ? std::string("login: the server closed the connection (is it an ntp-server?") +
+                    (tls_ && cfg_.tls->cert.empty()
+                         ? " if it requires client certificates, set tls.cert and tls.key)"
+                         : ")")
               : "login: " + ec.message();
     co_return false;
   }

@@ -151,7 +151,8 @@ class RawPeer {
     msg::Challenge challenge;
     if (auto ec = co_await expect(challenge)) co_return ec;
     const auto nonce = random_hex(kNonceBytes);
-    auto proofs = login_proofs(token, group, nonce, challenge.nonce, stream.channel_binding());
+    auto proofs = login_proofs(token, group, nonce, challenge.nonce,
+                               binding ? *binding : stream.channel_binding());
     const Message login = msg::Login{group, nonce, proofs.client};
     if (auto ec = co_await send(login)) co_return ec;
     msg::Welcome welcome;
@@ -196,6 +197,9 @@ class RawPeer {
   tcp::socket& socket;  // the stream's; raw bytes go here
   std::string buf;
   std::string peer_error;  // the server's error message, when it sent one
+  // Proves with this channel binding instead of the stream's (a man in the middle
+  // relaying a proof made for another TLS session).
+  std::optional<std::string> binding;
 
  private:
   const TlsContext* tls_;

@@ -653,5 +653,90 @@ TEST(LoadConfig, MessagesNameTheFile) {
   }
 }
 
+// ------------------------------------------------------------------ tls
+
+TEST(ServerConfig, TlsIsOnByDefaultAndFalseTurnsItOff) {
+  EXPECT_TRUE(parse_server_config("{}", "server.json").tls.has_value());
+  EXPECT_TRUE(parse_server_config(R"({"tls":true})", "server.json").tls.has_value());
+  EXPECT_FALSE(parse_server_config(R"({"tls":false})", "server.json").tls.has_value());
+  auto t = parse_server_config(R"({"tls":{}})", "server.json").tls;
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->cert.empty() && t->key.empty() && t->client_ca.empty());
+}
+
+TEST(ServerConfig, TlsFiles) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto file = (dir / "ntp-config-test-cert.pem").string();
+  std::ofstream(file) << "x";
+  auto t = parse_server_config(R"({"tls":{"cert":")" + file + R"(","key":")" + file +
+                                   R"(","client_ca":")" + file + R"("}})",
+                               "server.json")
+               .tls;
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->cert, file);
+  EXPECT_EQ(t->key, file);
+  EXPECT_EQ(t->client_ca, file);
+  EXPECT_EQ(server_problems(R"({"tls":{"cert":")" + file + R"("}})"),
+            Problems{"server.json: tls.key: expected \"cert\" and \"key\" together (or neither, "
+                     "for a generated certificate), got nothing"});
+  EXPECT_EQ(server_problems(R"({"tls":{"cert":"/nonexistent/cert.pem","key":")" + file + "\"}}"),
+            Problems{"server.json: tls.cert: expected a readable file, got "
+                     "\"/nonexistent/cert.pem\" (No such file or directory)"});
+  EXPECT_EQ(server_problems(R"({"tls":{"key":")" + dir.string() + R"(","cert":")" + file + "\"}}"),
+            Problems{"server.json: tls.key: expected a readable file, got \"" + dir.string() +
+                     "\" (Is a directory)"});
+  std::filesystem::remove(file);
+}
+
+TEST(ServerConfig, TlsShapeErrors) {
+  EXPECT_EQ(server_problems(R"({"tls":"on"})"),
+            Problems{"server.json: tls: expected false, true or an object with cert, client_ca, "
+                     "key, got \"on\""});
+  EXPECT_EQ(server_problems(R"({"tls":{"ca":"x"}})"),
+            Problems{"server.json: tls.ca: expected one of the keys cert, client_ca, key, got an "
+                     "unknown key"});
+  EXPECT_EQ(server_problems(R"({"tls":{"cert":""}})"),
+            (Problems{"server.json: tls.cert: expected a non-empty string, got \"\"",
+                      "server.json: tls.key: expected \"cert\" and \"key\" together (or "
+                      "neither, for a generated certificate), got nothing"}));
+}
+
+TEST(ClientConfig, TlsIsOnByDefaultAndFalseTurnsItOff) {
+  EXPECT_TRUE(parse_client_config(with_apps(R"([{"name":"a","local":"h:1","remote_port":0}])"),
+                                  "apps.json", std::nullopt)
+                  .tls.has_value());
+  const std::string off =
+      R"({"group":"home","token":"t","tls":false,"apps":[{"name":"a","local":"h:1","remote_port":0}]})";
+  EXPECT_FALSE(parse_client_config(off, "apps.json", std::nullopt).tls.has_value());
+}
+
+TEST(ClientConfig, TlsFingerprintInTheFormTheServerPrints) {
+  const std::string fp = "SHA256:" + std::string(64, 'a');
+  auto cfg = [](const std::string& tls) {
+    return R"({"group":"home","token":"t","tls":)" + tls +
+           R"(,"apps":[{"name":"a","local":"h:1","remote_port":0}]})";
+  };
+  auto t =
+      parse_client_config(cfg(R"({"server_fingerprint":")" + fp + "\"}"), "apps.json", std::nullopt)
+          .tls;
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->server_fingerprint, fp);
+  const std::string expected = "\"SHA256:\" followed by 64 hex digits, as ntp-server prints it";
+  for (const std::string& bad : std::vector<std::string>{
+           "aa:bb", std::string(64, 'a'), "SHA256:" + std::string(63, 'a'),
+           "SHA256:" + std::string(63, 'a') + "g", "sha256:" + std::string(64, 'a')}) {
+    EXPECT_EQ(client_problems(cfg(R"({"server_fingerprint":")" + bad + "\"}")),
+              Problems{"apps.json: tls.server_fingerprint: expected " + expected + ", got \"" +
+                       bad + "\""})
+        << bad;
+  }
+  EXPECT_EQ(client_problems(cfg(R"({"pin":"x"})")),
+            Problems{"apps.json: tls.pin: expected one of the keys ca, cert, key, "
+                     "server_fingerprint, got an unknown key"});
+  EXPECT_EQ(client_problems(cfg(R"({"ca":"/nonexistent/ca.pem"})")),
+            Problems{"apps.json: tls.ca: expected a readable file, got \"/nonexistent/ca.pem\" "
+                     "(No such file or directory)"});
+}
+
 }  // namespace
 }  // namespace ntp
