@@ -3,6 +3,8 @@
 #
 #   scripts/test.sh          Release build in build/
 #   scripts/test.sh asan     AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#   scripts/test.sh tsan     ThreadSanitizer build in build-tsan/: the integration and
+#                            end-to-end tests only (the units run no concurrent code)
 #
 # The last lines printed are ctest's summary.
 set -euo pipefail
@@ -10,8 +12,8 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 preset=${1:-release}
 case "$preset" in
-  release | debug | asan) ;;
-  *) echo "usage: scripts/test.sh [release|debug|asan]" >&2; exit 2 ;;
+  release | debug | asan | tsan) ;;
+  *) echo "usage: scripts/test.sh [release|debug|asan|tsan]" >&2; exit 2 ;;
 esac
 
 cmake --preset "$preset"
