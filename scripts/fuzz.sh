@@ -40,7 +40,10 @@ for target in "${TARGETS[@]}"; do
   grep -E '^(#[0-9]+.*DONE|Done|stat::number_of_executed_units)' "$work/$target.log" | sed 's/^/   /' || true
   if [[ $status -ne 0 ]]; then
     echo "fuzz: $target FAILED (exit $status); its report:" >&2
-    grep -v -E '^#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD)' "$work/$target.log" | tail -n 60 >&2
+    # From the first line of the report on (the reason, then the stack), not
+    # libFuzzer's progress lines; a stack overflow's stack is cut at 80 lines.
+    awk '/ERROR: |terminate called|runtime error|^fuzz_[a-z_]+: |^INFO: .*(leak|timeout)/ { on = 1 }
+         on && n++ < 80' "$work/$target.log" >&2
     mkdir -p "$findings"
     for f in "$work/$target.artifacts"/*; do
       [[ -e $f ]] || continue
