@@ -24,8 +24,34 @@ std::string join_lines(const std::vector<std::string>& lines) {
   return out;
 }
 
+// Appends a short rendering of `v`. Bounded in depth as well as length: json's
+// own dump() recurses once per nesting level, and a file may nest 30,000 deep.
+void show(const json& v, std::string& out, int depth) {
+  constexpr std::size_t kEnough = 80;
+  if (out.size() > kEnough) return;
+  if (!v.is_array() && !v.is_object()) {
+    out += v.dump();
+    return;
+  }
+  const bool array = v.is_array();
+  if (depth >= 4) {
+    out += array ? "[...]" : "{...}";
+    return;
+  }
+  out += array ? '[' : '{';
+  bool first = true;
+  for (auto it = v.begin(); it != v.end() && out.size() <= kEnough; ++it) {
+    if (!first) out += ',';
+    first = false;
+    if (!array) out += json(it.key()).dump() + ':';
+    show(*it, out, depth + 1);
+  }
+  out += array ? ']' : '}';
+}
+
 std::string shown(const json& v) {
-  auto s = v.dump();
+  std::string s;
+  show(v, s, 0);
   return s.size() > 80 ? s.substr(0, 77) + "..." : s;
 }
 
@@ -170,12 +196,14 @@ json parse_document(std::string_view text, std::string_view label) {
       throw ConfigError(
           {std::string(label) + ": (top level): expected a JSON object, got " + shown(j)});
     return j;
-  } catch (const json::parse_error& e) {
-    // e.what() carries "at line L, column C" for syntax errors.
+  } catch (const json::exception& e) {
+    // Syntax errors (parse_error) carry "at line L, column C"; a number too large
+    // for a double is an out_of_range ("number overflow parsing '1e999'").
     std::string what = e.what();
     auto pos = what.find("parse error");
-    throw ConfigError({std::string(label) +
-                       ": invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos))});
+    if (pos == std::string::npos)
+      pos = what.find("] ") == std::string::npos ? 0 : what.find("] ") + 2;
+    throw ConfigError({std::string(label) + ": invalid JSON: " + what.substr(pos)});
   }
 }
 
