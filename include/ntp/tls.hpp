@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -40,8 +41,10 @@ struct SelfSigned {
 };
 SelfSigned generate_self_signed();
 
-// Whether the kernel offers kTLS (the "tls" upper-layer protocol is loaded).
-bool ktls_available();
+// Whether the kernel offers kTLS (the "tls" upper-layer protocol is loaded);
+// nullopt when /proc/sys cannot be read (e.g. systemd's ProcSubset=pid). Only a
+// hint: each connection asks the kernel itself (Stream::ktls()).
+std::optional<bool> ktls_available();
 
 class TlsContext {
  public:

@@ -126,8 +126,9 @@ SelfSigned generate_self_signed() {
   return {bio_text(kb.get()), bio_text(cb.get())};
 }
 
-bool ktls_available() {
+std::optional<bool> ktls_available() {
   std::ifstream in("/proc/sys/net/ipv4/tcp_available_ulp");
+  if (!in) return std::nullopt;
   std::string ulp;
   while (in >> ulp)
     if (ulp == "tls") return true;

@@ -36,6 +36,16 @@ std::string peer_of(const tcp::socket& s) {
   return ec ? std::string("unknown peer") : to_string(ep);
 }
 
+std::string source_of(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  return ec ? std::string("unknown") : LoginThrottle::source_of(ep.address());
+}
+
+std::string seconds(steady_clock::duration d) {
+  return std::to_string(std::chrono::ceil<std::chrono::seconds>(d).count()) + " s";
+}
+
 }  // namespace
 
 CommonServer::CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token,
@@ -100,6 +110,7 @@ const std::string* CommonServer::token_for(const std::string& group) const {
 
 awaitable<void> CommonServer::handle(tcp::socket s) {
   const auto peer = peer_of(s);
+  const auto source = source_of(s);
   std::optional<std::shared_ptr<AppGroup>> group;
   {
     if (unauthenticated_.size() >= config_.max_handshakes) {
@@ -110,7 +121,7 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
     }
     Stream stream(std::move(s));
     SocketSet::Entry guard(unauthenticated_, stream.socket());
-    group = co_await with_timeout(admit(stream, peer), kHandshakeTimeout);
+    group = co_await with_timeout(admit(stream, peer, source), kHandshakeTimeout);
   }
   if (!group) {
     reject(peer, "handshake not finished within 5 s");
@@ -160,7 +171,8 @@ awaitable<bool> CommonServer::start_stream(Stream& s, const std::string& peer) {
   co_return true;  // plain: the magic check below refuses anything else
 }
 
-awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::string& peer) {
+awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::string& peer,
+                                                         const std::string& source) {
   if (!co_await start_stream(s, peer)) co_return nullptr;
   std::uint8_t version = 0;
   if (auto ec = co_await read_prefix(s, version)) {
@@ -175,6 +187,15 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
     }
     co_return nullptr;
   }
+  // A source that failed recently gets no challenge (so no guess) until its
+  // backoff has passed, and is told when to come back.
+  if (auto wait = throttle_.wait(source, steady_clock::now())) {
+    reject(peer,
+           "too many failed logins from " + source + ": next attempt allowed in " + seconds(*wait));
+    co_await write_error(
+        s, "too many failed logins from this address: try again in " + seconds(*wait));
+    co_return nullptr;
+  }
   const auto nonce = random_hex(kNonceBytes);
   const Message challenge = msg::Challenge{nonce};
   if (co_await write_message(s, challenge)) co_return nullptr;
@@ -186,16 +207,25 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
     co_return nullptr;
   }
   if (auto* login = std::get_if<msg::Login>(&m))
-    co_return co_await admit_control(s, peer, *login, nonce);
+    co_return co_await admit_control(s, peer, source, *login, nonce);
   if (auto* data = std::get_if<msg::DataLogin>(&m)) {
-    co_await admit_data(s, peer, *data, nonce);
+    co_await admit_data(s, peer, source, *data, nonce);
     co_return nullptr;
   }
   reject(peer, "handshake: expected a login or data message");
   co_return nullptr;
 }
 
+awaitable<void> CommonServer::refuse_login(Stream& s, const std::string& peer,
+                                           const std::string& source, const std::string& why,
+                                           const std::string& answer) {
+  const auto delay = throttle_.failed(source, steady_clock::now());
+  reject(peer, why + " (next attempt from " + source + " allowed in " + seconds(delay) + ")");
+  co_await write_error(s, answer);
+}
+
 awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, const std::string& peer,
+                                                                 const std::string& source,
                                                                  const msg::Login& login,
                                                                  const std::string& nonce) {
   if (!valid_name(login.group)) {
@@ -209,16 +239,17 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
   // someone who cannot prove a token. The server log tells them apart.
   const auto refused = fmt::format("authentication failed for group '{}'", login.group);
   if (!token) {
-    reject(peer, context + ": authentication failed: not a configured group");
-    co_await write_error(s, refused);
+    co_await refuse_login(s, peer, source,
+                          context + ": authentication failed: not a configured group", refused);
     co_return nullptr;
   }
   auto proofs = login_proofs(*token, login.group, login.nonce, nonce, s.channel_binding());
   if (!proof_equal(proofs.client, login.proof)) {
-    reject(peer, context + ": authentication failed: wrong token");
-    co_await write_error(s, refused);
+    co_await refuse_login(s, peer, source, context + ": authentication failed: wrong token",
+                          refused);
     co_return nullptr;
   }
+  throttle_.succeeded(source);
   if (stopping_) co_return nullptr;
 
   if (auto it = groups_.find(login.group); it != groups_.end() && !it->second->closed()) {
@@ -255,7 +286,8 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
 }
 
 awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
-                                         const msg::DataLogin& login, const std::string& nonce) {
+                                         const std::string& source, const msg::DataLogin& login,
+                                         const std::string& nonce) {
   auto it = sessions_.find(login.session);
   auto g = it == sessions_.end() ? nullptr : it->second.lock();
   if (!g || g->closed()) {
@@ -265,13 +297,13 @@ awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
   }
   auto proofs = data_proofs(g->data_key(), login.session, login.nonce, nonce, s.channel_binding());
   if (!proof_equal(proofs.client, login.proof)) {
-    reject(peer, g->context() + ": data connection failed authentication");
-    co_await write_error(s, "data connection authentication failed");
+    co_await refuse_login(s, peer, source, g->context() + ": data connection failed authentication",
+                          "data connection authentication failed");
     co_return;
   }
   const Message ok = msg::DataOk{proofs.server};
   if (co_await write_message(s, ok)) co_return;
-  spdlog::trace("{}: data connection from {} over {}", g->context(), peer, s.describe());
+  spdlog::debug("{}: data connection from {} over {}", g->context(), peer, s.describe());
   if (!g->closed()) g->add_data_connection(std::move(s));
 }
 

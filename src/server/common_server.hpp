@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "login_throttle.hpp"
 #include "ntp/config.hpp"
 #include "ntp/live_streams.hpp"
 #include "ntp/logging.hpp"
@@ -38,16 +39,24 @@ class CommonServer {
   LiveStreams& streams() { return streams_; }
   std::uint64_t next_conn_id() { return ++conn_ids_; }
   std::size_t group_count() const { return groups_.size(); }
+  const LoginThrottle& throttle() const { return throttle_; }
 
  private:
   awaitable<void> handle(tcp::socket s);
-  awaitable<std::shared_ptr<AppGroup>> admit(Stream& s, const std::string& peer);
+  // `peer` is "address:port" for logs; `source` is what failed logins are
+  // throttled under (LoginThrottle::source_of).
+  awaitable<std::shared_ptr<AppGroup>> admit(Stream& s, const std::string& peer,
+                                             const std::string& source);
   awaitable<bool> start_stream(Stream& s, const std::string& peer);
   awaitable<std::shared_ptr<AppGroup>> admit_control(Stream& s, const std::string& peer,
+                                                     const std::string& source,
                                                      const msg::Login& login,
                                                      const std::string& server_nonce);
-  awaitable<void> admit_data(Stream& s, const std::string& peer, const msg::DataLogin& login,
-                             const std::string& server_nonce);
+  awaitable<void> admit_data(Stream& s, const std::string& peer, const std::string& source,
+                             const msg::DataLogin& login, const std::string& server_nonce);
+  // Logs and counts a failed proof; the peer is told only `answer`.
+  awaitable<void> refuse_login(Stream& s, const std::string& peer, const std::string& source,
+                               const std::string& why, const std::string& answer);
   const std::string* token_for(const std::string& group) const;
   void reject(const std::string& peer, const std::string& why);
 
@@ -60,6 +69,7 @@ class CommonServer {
   std::map<std::string, std::shared_ptr<AppGroup>> groups_;  // by group name
   std::map<std::string, std::weak_ptr<AppGroup>> sessions_;  // by session id
   SocketSet unauthenticated_;                                // closed by stop()
+  LoginThrottle throttle_;
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
   bool stopping_ = false;

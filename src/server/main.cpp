@@ -149,11 +149,12 @@ int main(int argc, char** argv) {
         "TLS 1.3 on; certificate fingerprint {} (clients may pin it as "
         "tls.server_fingerprint)",
         tls->own_fingerprint());
-    spdlog::info("kTLS {}", ktls_available()
-                                ? "available: the kernel may carry TLS records"
-                                : "not available (no \"tls\" in "
-                                  "/proc/sys/net/ipv4/tcp_available_ulp): TLS records are "
-                                  "encrypted and copied in user space");
+    const auto ktls = ktls_available();
+    spdlog::info("kTLS: {}; each connection's path is logged at debug level",
+                 !ktls   ? "cannot tell (/proc/sys/net/ipv4/tcp_available_ulp is not readable)"
+                 : *ktls ? "the kernel offers it: TLS records may be sealed by the kernel"
+                         : "not in this kernel (no \"tls\" module): TLS records are sealed "
+                           "and copied in user space");
   }
   CommonServer server(io.get_executor(), cfg, token, std::move(tls));
   try {

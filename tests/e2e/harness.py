@@ -172,8 +172,11 @@ def hold_port(port, host="127.0.0.1"):
     return s
 
 
-def connect(port, timeout=STEP_S, host="127.0.0.1"):
-    s = socket.create_connection((host, port), timeout=timeout)
+def connect(port, timeout=STEP_S, host="127.0.0.1", source=None):
+    """`source`: connect from that loopback address ("127.0.0.2"), another host
+    as far as the server's per-source login backoff can tell."""
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 

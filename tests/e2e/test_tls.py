@@ -368,6 +368,29 @@ class TlsTest(h.TunnelTestCase):
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertRegex(r.stderr, expected)
 
+    def test_shipped_examples_with_certificate_files_pass_check(self):
+        """configs/server-tls-files.json and apps-mtls.json, with the files they
+        name made (in a temp dir standing in for the credentials directory)."""
+        pki = self.make_pki()
+        files = {"server.pem": pki["server_cert"], "server.key": pki["server_key"],
+                 "clients-ca.pem": pki["ca"], "ca.pem": pki["ca"],
+                 "client.pem": pki["client_cert"], "client.key": pki["client_key"]}
+        creds = self.tmp / "credentials"
+        creds.mkdir()
+        for name, src in files.items():
+            shutil.copy(src, creds / name)
+        (creds / "home.token").write_text("home-secret\n")
+        configs = h.REPO_ROOT / "configs"
+        for example, binary, extra in (("server-tls-files.json", h.SERVER_BIN,
+                                        ["--bind", "127.0.0.1:0"]),
+                                       ("apps-mtls.json", h.CLIENT_BIN, [])):
+            with self.subTest(example=example):
+                text = (configs / example).read_text()
+                text = re.sub(r"/run/credentials/ntp-(server|client)\.service", str(creds), text)
+                path = self.write_file(example, text)
+                r = self.run_binary(binary, ["--check", "-c", path, *extra])
+                self.assertEqual(r.returncode, 0, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

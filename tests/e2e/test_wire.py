@@ -250,15 +250,16 @@ class WireTest(h.TunnelTestCase):
         for rec in proxy.sent:
             self.assertNotIn(self.server.token.encode(), bytes(rec), "the token crossed the wire")
 
+        # Each attempt from its own address: a failed proof slows its source down.
         with self.subTest("replayed data handshake, session still live"):
-            with h.connect(self.bind) as s:
+            with h.connect(self.bind, source="127.0.0.2") as s:
                 s.sendall(h.MAGIC)
                 h.recv_frame(s)  # a fresh challenge
                 s.sendall(data_bytes)
                 self.assert_refused_handshake(s, "replayed data handshake")
 
         with self.subTest("forged data handshake naming the live session"):
-            with h.connect(self.bind) as s:
+            with h.connect(self.bind, source="127.0.0.3") as s:
                 s.sendall(h.MAGIC)
                 h.recv_frame(s)
                 h.send_frame(s, {"type": "data", "session": data["session"],
@@ -270,7 +271,7 @@ class WireTest(h.TunnelTestCase):
             self.assertEqual(client.stop(), 0)
             h.wait_port_refused(remote, timeout=2.0)
             since = self.server.mark()
-            with h.connect(self.bind) as s:
+            with h.connect(self.bind, source="127.0.0.4") as s:
                 s.sendall(h.MAGIC)
                 h.recv_frame(s)
                 s.sendall(login_bytes)

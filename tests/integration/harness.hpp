@@ -126,6 +126,12 @@ class RawPeer {
       : stream(tcp::socket(io)), socket(stream.socket()), tls_(tls) {}
 
   awaitable<error_code> connect(std::uint16_t port, bool send_prefix = true) {
+    if (!source.empty()) {  // another host, as the server's per-source backoff sees it
+      error_code bec;
+      socket.open(tcp::v4(), bec);
+      if (!bec) socket.bind({asio::ip::make_address(source), 0}, bec);
+      if (bec) co_return bec;
+    }
     auto [ec] = co_await socket.async_connect(loopback(port), nothrow);
     if (ec) co_return ec;
     if (tls_) {
@@ -200,6 +206,8 @@ class RawPeer {
   // Proves with this channel binding instead of the stream's (a man in the middle
   // relaying a proof made for another TLS session).
   std::optional<std::string> binding;
+  // Connects from this loopback address (e.g. "127.0.0.2") instead of 127.0.0.1.
+  std::string source;
 
  private:
   const TlsContext* tls_;

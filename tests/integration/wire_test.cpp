@@ -82,6 +82,8 @@ TEST_F(WireTest, UnknownReadyGroupLooksLikeAWrongToken) {
   (*server_cfg.groups)["home"] = GroupConfig{"home-secret", {}, std::nullopt};
   start_server();
   RawPeer stranger(io), wrong(io), right(io);
+  stranger.source = "127.0.0.2";  // failed logins slow their own source down only
+  wrong.source = "127.0.0.3";
   RawSession session;
   error_code e1, e2, e3;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
@@ -322,6 +324,7 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
 
   // 1. A forged data connection is refused with an error frame and closed.
   RawPeer forged(io);
+  forged.source = "127.0.0.2";  // failed proofs slow their own source down only
   error_code forged_ec, forged_closed;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     forged_ec = co_await forged.data_login(server_port, session, /*good_proof=*/false);
@@ -346,6 +349,7 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
 
   // 3. Another forged one while the user waits: still refused, the user untouched.
   RawPeer forged2(io);
+  forged2.source = "127.0.0.3";
   error_code forged2_ec;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     forged2_ec = co_await forged2.data_login(server_port, session, /*good_proof=*/false);
@@ -549,6 +553,29 @@ TEST_F(WireTest, SecondLoginReplacesASilentSession) {
   ASSERT_TRUE(run(
       io, [&]() -> awaitable<void> { closed = co_await first.wait_closed(); }, 1s));
   EXPECT_TRUE(closed) << "the replaced session was left open";
+}
+
+// A failed login slows its own source down: the next handshake from it gets no
+// challenge, only the wait; another address is served at once.
+TEST_F(WireTest, FailedLoginThrottlesItsSourceOnly) {
+  start_server();
+  RawPeer first(io), again(io), other(io);
+  first.source = again.source = "127.0.0.2";
+  RawSession session;
+  error_code e1, e2, e3;
+  msg::Challenge challenge;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    e1 = co_await first.login(server_port, "home", "not-the-token", session);
+    e2 = co_await again.connect(server_port);
+    if (!e2) e2 = co_await again.expect(challenge);
+    e3 = co_await other.login(server_port, "home", kToken, session);
+  }));
+  EXPECT_EQ(first.peer_error, "authentication failed for group 'home'");
+  EXPECT_EQ(e2, ProtocolError::unexpected_message);
+  EXPECT_EQ(again.peer_error, "too many failed logins from this address: try again in 1 s");
+  EXPECT_FALSE(e3) << e3.message() << " " << other.peer_error;
+  EXPECT_EQ(server->group_count(), 1u);
+  EXPECT_EQ(server->throttle().size(), 1u);
 }
 
 }  // namespace
