@@ -28,10 +28,19 @@ class ConfigError : public std::runtime_error {
 // Group and app names: 1 to 64 characters from A-Z a-z 0-9 _ . -
 bool valid_name(std::string_view name);
 
+// Limits on one group's users, all enforced by the server.
+struct GroupLimits {
+  std::optional<std::uint32_t> max_apps;
+  std::optional<std::uint32_t> max_conns;  // concurrent users over all its apps
+  std::optional<std::uint64_t> bandwidth;  // bytes/s, each direction, over all its users
+};
+
 struct GroupConfig {
   std::string token;
   std::vector<PortRange> allow_ports;  // empty: the server-wide list applies
   std::optional<std::uint32_t> max_apps;
+  std::optional<std::uint32_t> max_conns;
+  std::optional<std::uint64_t> bandwidth;
 };
 
 // "tls" in server.json. Absent (or true): TLS with a certificate generated once in
@@ -47,6 +56,10 @@ struct ServerConfig {
   std::string proxy_bind_addr = "0.0.0.0";
   std::vector<PortRange> allow_ports;                        // empty: 1024-65535 but the bind port
   std::optional<std::map<std::string, GroupConfig>> groups;  // present: ready groups only
+  GroupLimits group_defaults;               // for every group, where groups.NAME does not say
+  std::optional<std::uint32_t> max_groups;  // groups logged in at once
+  // The limits that apply to `group`: its own entry's, else group_defaults'.
+  GroupLimits limits_for(const std::string& group) const;
   int heartbeat_timeout_s = 30;
   // Connections still in their handshake; at the cap the oldest is dropped, so a
   // flood of silent connections cannot keep a real client out.
@@ -60,6 +73,10 @@ struct LocalApp {
   HostPort local;
   std::uint16_t remote_port = 0;  // 0: the server chooses
   std::string type = "tcp";
+  // Asked of the server, which applies them within the group's limits.
+  std::optional<std::uint32_t> max_conns;
+  std::optional<std::uint64_t> bandwidth;  // bytes/s, each direction
+  std::vector<std::string> allow_cidrs;    // empty: anyone may connect
 };
 
 // "tls" in apps.json. Absent (or true): TLS, the server authenticated by the

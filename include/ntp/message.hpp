@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -28,8 +29,22 @@ struct DataOk {
   std::string proof;
 };
 struct AppRequest {
+  AppRequest() = default;
+  AppRequest(std::string n, std::uint16_t port, std::optional<std::uint32_t> conns = {},
+             std::optional<std::uint64_t> rate = {}, std::vector<std::string> cidrs = {})
+      : name(std::move(n)),
+        remote_port(port),
+        max_conns(conns),
+        bandwidth(rate),
+        allow_cidrs(std::move(cidrs)) {}
+
   std::string name;
   std::uint16_t remote_port = 0;
+  // Optional limits (apps.json), applied by the server within the group's.
+  std::optional<std::uint32_t> max_conns;
+  std::optional<std::uint64_t> bandwidth;  // bytes/s
+  std::vector<std::string> allow_cidrs;    // checked again by the server
+  bool operator==(const AppRequest&) const = default;
 };
 struct Register {
   std::vector<AppRequest> apps;

@@ -3,6 +3,9 @@
 
 #include <cstdint>
 
+#include <vector>
+
+#include "ntp/limits.hpp"
 #include "ntp/stream.hpp"
 
 namespace ntp {
@@ -17,6 +20,12 @@ struct SpliceResult {
 // side closes both.
 // Memory: no buffer is held while a direction is idle (it waits for readability
 // first and borrows a buffer only to move bytes that are already there).
-awaitable<SpliceResult> splice(Stream& a, Stream& b);
+// Bandwidth limits: the buckets each direction's bytes pass through (a group's
+// and an app's). They must outlive the splice.
+struct Pace {
+  std::vector<TokenBucket*> a_to_b, b_to_a;
+};
+
+awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {});
 
 }  // namespace ntp

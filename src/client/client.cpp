@@ -170,7 +170,8 @@ awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
 
 awaitable<bool> Client::register_apps(std::string& why) {
   msg::Register req;
-  for (auto& app : cfg_.apps) req.apps.push_back({app.name, app.remote_port});
+  for (auto& app : cfg_.apps)
+    req.apps.push_back({app.name, app.remote_port, app.max_conns, app.bandwidth, app.allow_cidrs});
   // Written directly: the control channel's writer starts with the session proper.
   Message m;
   std::optional<error_code> r;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ntp/limits.hpp"
 #include "ntp/tls.hpp"
 
 namespace ntp {
@@ -150,6 +151,24 @@ class Checker {
     return l;
   }
 
+  std::optional<std::uint64_t> rate(const json& v, const std::string& path) {
+    auto r = v.is_string() ? parse_rate(v.get<std::string>()) : std::nullopt;
+    if (!r)
+      problem(path, "a rate like \"10MiB/s\" (B, KB, KiB, MB, MiB, GB, GiB, Mbit, Gbit per second)",
+              v);
+    return r;
+  }
+
+  // The limit keys shared by groups.NAME, group_defaults and apps[] (max_apps
+  // only for groups).
+  template <class T>
+  void limits(const json& obj, const std::string& path, T& out) {
+    if (obj.contains("max_conns"))
+      if (auto v = integer(obj["max_conns"], path + ".max_conns", 1, 1000000))
+        out.max_conns = static_cast<std::uint32_t>(*v);
+    if (obj.contains("bandwidth")) out.bandwidth = rate(obj["bandwidth"], path + ".bandwidth");
+  }
+
   // A path to a file this process can read (checked now, so --check finds it).
   std::string readable_file(const json& v, const std::string& path) {
     auto s = nonempty_string(v, path);
@@ -245,7 +264,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   ServerConfig cfg;
   c.only_keys(doc, "",
               {"bind", "token", "proxy_bind_addr", "allow_ports", "groups", "heartbeat_timeout_s",
-               "max_handshakes", "tls", "log_level"});
+               "max_handshakes", "max_groups", "group_defaults", "tls", "log_level"});
   if (doc.contains("bind"))
     if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
   if (doc.contains("token"))
@@ -266,6 +285,21 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   if (doc.contains("heartbeat_timeout_s"))
     if (auto v = c.integer(doc["heartbeat_timeout_s"], "heartbeat_timeout_s", 1, 3600))
       cfg.heartbeat_timeout_s = static_cast<int>(*v);
+  if (doc.contains("max_groups"))
+    if (auto v = c.integer(doc["max_groups"], "max_groups", 1, 1000000))
+      cfg.max_groups = static_cast<std::uint32_t>(*v);
+  if (doc.contains("group_defaults")) {
+    const auto& d = doc["group_defaults"];
+    if (!d.is_object()) {
+      c.problem("group_defaults", "an object with max_apps, max_conns, bandwidth", d);
+    } else {
+      c.only_keys(d, "group_defaults", {"max_apps", "max_conns", "bandwidth"});
+      if (d.contains("max_apps"))
+        if (auto v = c.integer(d["max_apps"], "group_defaults.max_apps", 1, 65535))
+          cfg.group_defaults.max_apps = static_cast<std::uint32_t>(*v);
+      c.limits(d, "group_defaults", cfg.group_defaults);
+    }
+  }
   if (doc.contains("max_handshakes"))
     if (auto v = c.integer(doc["max_handshakes"], "max_handshakes", 1, 10000))
       cfg.max_handshakes = static_cast<std::uint32_t>(*v);
@@ -300,7 +334,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
           c.problem(path, "an object with \"token\"", g);
           continue;
         }
-        c.only_keys(g, path, {"token", "allow_ports", "max_apps"});
+        c.only_keys(g, path, {"token", "allow_ports", "max_apps", "max_conns", "bandwidth"});
         GroupConfig gc;
         if (!g.contains("token"))
           c.problem(path + ".token", "a token (required for each group)", "nothing");
@@ -321,6 +355,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
         if (g.contains("max_apps"))
           if (auto v = c.integer(g["max_apps"], path + ".max_apps", 1, 65535))
             gc.max_apps = static_cast<std::uint32_t>(*v);
+        c.limits(g, path, gc);
         (*cfg.groups)[name] = std::move(gc);
       }
     }
@@ -420,7 +455,9 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
         c.problem(path, "an object with name, local and remote_port", a);
         continue;
       }
-      c.only_keys(a, path, {"name", "local", "remote_port", "type"});
+      c.only_keys(
+          a, path,
+          {"name", "local", "remote_port", "type", "max_conns", "bandwidth", "allow_cidrs"});
       LocalApp app;
       bool ok = true;
       if (!a.contains("name")) {
@@ -475,11 +512,40 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
           ok = false;
         }
       }
+      c.limits(a, path, app);
+      if (a.contains("allow_cidrs")) {
+        const auto& list = a["allow_cidrs"];
+        if (!list.is_array() || list.empty()) {
+          c.problem(path + ".allow_cidrs", "a non-empty array like [\"192.0.2.0/24\"]", list);
+        } else {
+          for (std::size_t k = 0; k < list.size(); ++k) {
+            auto cidr = list[k].is_string() ? parse_cidr(list[k].get<std::string>()) : std::nullopt;
+            if (cidr)
+              app.allow_cidrs.push_back(cidr->str());
+            else
+              c.problem(path + ".allow_cidrs[" + std::to_string(k) + "]",
+                        "an address or network like \"192.0.2.0/24\" or \"2001:db8::/32\"",
+                        list[k]);
+          }
+        }
+      }
       if (ok) cfg.apps.push_back(std::move(app));
     }
   }
   c.finish();
   return cfg;
+}
+
+GroupLimits ServerConfig::limits_for(const std::string& group) const {
+  GroupLimits l = group_defaults;
+  if (groups) {
+    if (auto it = groups->find(group); it != groups->end()) {
+      if (it->second.max_apps) l.max_apps = it->second.max_apps;
+      if (it->second.max_conns) l.max_conns = it->second.max_conns;
+      if (it->second.bandwidth) l.bandwidth = it->second.bandwidth;
+    }
+  }
+  return l;
 }
 
 ServerConfig load_server_config(const std::filesystem::path& file) {

@@ -27,6 +27,28 @@ struct Reader {
     out = static_cast<Int>(it->get<std::uint64_t>());
     return true;
   }
+  // An optional member: absent is fine; present must be valid.
+  template <class Int>
+  bool opt_num(const char* key, std::optional<Int>& out, std::uint64_t min, std::uint64_t max) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_number_unsigned() || it->get<std::uint64_t>() < min ||
+        it->get<std::uint64_t>() > max)
+      return fail(key, "an unsigned integer in range");
+    out = static_cast<Int>(it->get<std::uint64_t>());
+    return true;
+  }
+  bool opt_strings(const char* key, std::vector<std::string>& out, std::size_t max_items) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_array() || it->size() > max_items) return fail(key, "an array of strings");
+    for (auto& v : *it) {
+      if (!v.is_string() || v.get_ref<const std::string&>().size() > 64)
+        return fail(key, "an array of short strings");
+      out.push_back(v.get<std::string>());
+    }
+    return true;
+  }
   bool fail(const char* key, const char* what) {
     error = std::string(key) + ": expected " + what;
     return false;
@@ -55,7 +77,13 @@ json to_json(const Message& m) {
     }
     json operator()(const msg::Register& x) const {
       json apps = json::array();
-      for (auto& a : x.apps) apps.push_back({{"name", a.name}, {"remote_port", a.remote_port}});
+      for (auto& a : x.apps) {
+        json app = {{"name", a.name}, {"remote_port", a.remote_port}};
+        if (a.max_conns) app["max_conns"] = *a.max_conns;
+        if (a.bandwidth) app["bandwidth"] = *a.bandwidth;
+        if (!a.allow_cidrs.empty()) app["allow_cidrs"] = a.allow_cidrs;
+        apps.push_back(std::move(app));
+      }
       return {{"type", "register"}, {"apps", std::move(apps)}};
     }
     json operator()(const msg::Registered& x) const {
@@ -152,7 +180,11 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     for (const json* a : apps) {
       Reader ar{*a, error};
       msg::AppRequest req;
-      if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535)) return false;
+      if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535) ||
+          !ar.opt_num("max_conns", req.max_conns, 1, 1000000) ||
+          !ar.opt_num("bandwidth", req.bandwidth, 1, 1000000000000000ULL) ||
+          !ar.opt_strings("allow_cidrs", req.allow_cidrs, 256))
+        return false;
       m.apps.push_back(std::move(req));
     }
     out = std::move(m);

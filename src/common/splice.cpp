@@ -33,7 +33,26 @@ struct Lease {
   ~Lease() { buffer_pool.give(std::move(buf)); }
 };
 
-awaitable<std::uint64_t> pump(Stream& from, Stream& to) {
+constexpr std::size_t kPacedRead = 16 * 1024;  // smaller steps keep a limited rate smooth
+constexpr auto kPaceStep = std::chrono::milliseconds(100);
+
+// Waits until every bucket allows `n` more bytes; false if the streams closed meanwhile.
+awaitable<bool> pace_out(const std::vector<TokenBucket*>& buckets, std::size_t n, Stream& from,
+                         Stream& to) {
+  steady_clock::duration wait{};
+  const auto now = steady_clock::now();
+  for (auto* b : buckets) wait = std::max(wait, b->take(n, now));
+  // In steps, so a stream closed at shutdown does not sleep on for long.
+  for (auto until = now + wait; steady_clock::now() < until;) {
+    if (!from.socket().is_open() || !to.socket().is_open()) co_return false;
+    const auto step = std::min<steady_clock::duration>(until - steady_clock::now(), kPaceStep);
+    if (!co_await sleep_for(step)) co_return false;
+  }
+  co_return true;
+}
+
+awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace) {
+  const std::size_t chunk = pace.empty() ? kBufferSize : kPacedRead;
   std::uint64_t total = 0;
   for (;;) {
     if (co_await from.wait_readable()) break;
@@ -42,10 +61,11 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to) {
       // TLS hands out one record (16 KiB) per read: gather several per write.
       std::size_t n = 0;
       error_code rec;
-      do n += from.read_now(asio::buffer(lease.buf.get() + n, kBufferSize - n), rec);
-      while (!rec && from.tls() && n < kBufferSize);
+      do n += from.read_now(asio::buffer(lease.buf.get() + n, chunk - n), rec);
+      while (!rec && from.tls() && n < chunk);
       if (n > 0) {
-        if (co_await to.write_all(asio::buffer(lease.buf.get(), n))) {
+        if ((!pace.empty() && !co_await pace_out(pace, n, from, to)) ||
+            co_await to.write_all(asio::buffer(lease.buf.get(), n))) {
           from.close();
           to.close();
           co_return total;
@@ -64,7 +84,7 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to) {
       }
       // A short plain read means the socket is drained for now: give the buffer
       // back while idle instead of paying for a read that would block.
-      if (!from.tls() && n < kBufferSize) break;
+      if (!from.tls() && n < chunk) break;
     }
   }
   // Cancelled or the socket was closed under us (shutdown of the daemon).
@@ -75,8 +95,8 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to) {
 
 }  // namespace
 
-awaitable<SpliceResult> splice(Stream& a, Stream& b) {
-  auto [up, down] = co_await (pump(a, b) && pump(b, a));
+awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace) {
+  auto [up, down] = co_await (pump(a, b, pace.a_to_b) && pump(b, a, pace.b_to_a));
   co_return SpliceResult{up, down};
 }
 

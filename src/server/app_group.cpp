@@ -21,16 +21,32 @@ std::string describe(const std::vector<PortRange>& ranges) {
   return out;
 }
 
+// The app's own limits from its registration; an error names what is wrong.
+std::optional<std::string> app_policy(const msg::AppRequest& app, AppServer::Policy& out) {
+  for (auto& text : app.allow_cidrs) {
+    auto cidr = parse_cidr(text);
+    if (!cidr)
+      return fmt::format("allow_cidrs: \"{}\" is not an address or network like \"192.0.2.0/24\"",
+                         text);
+    out.allow_cidrs.push_back(*cidr);
+  }
+  out.quota = std::make_shared<Quota>(app.max_conns, app.bandwidth);
+  return std::nullopt;
+}
+
 }  // namespace
 
 AppGroup::AppGroup(CommonServer& server, std::string name, std::string session,
-                   std::string data_key, Stream control, std::string peer)
+                   std::string data_key, Stream control, std::string peer, GroupLimits limits,
+                   std::shared_ptr<Quota> quota)
     : server_(server),
       name_(std::move(name)),
       session_(std::move(session)),
       data_key_(std::move(data_key)),
       peer_(std::move(peer)),
       context_("group=" + name_),
+      limits_(std::move(limits)),
+      quota_(std::move(quota)),
       control_(std::move(control)),
       activity_(control_.executor()) {}
 
@@ -181,8 +197,13 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
       r.error = fmt::format("duplicate app name \"{}\"", app.name);
       return r;
     }
-  if (policy && policy->max_apps && registered >= *policy->max_apps) {
-    r.error = fmt::format("the group may register at most {} apps (max_apps)", *policy->max_apps);
+  if (limits_.max_apps && registered >= *limits_.max_apps) {
+    r.error = fmt::format("the group may register at most {} apps (max_apps)", *limits_.max_apps);
+    return r;
+  }
+  AppServer::Policy app_limits;
+  if (auto bad = app_policy(app, app_limits)) {
+    r.error = *bad;
     return r;
   }
   const auto& cfg = server_.config();
@@ -232,7 +253,8 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
     r.error = fmt::format("no free port in {}: {}", where, ec.message());
     return r;
   }
-  auto server = std::make_unique<AppServer>(app.name, std::move(acceptor), context_);
+  auto server =
+      std::make_unique<AppServer>(app.name, std::move(acceptor), context_, std::move(app_limits));
   r.remote_port = server->port();
   apps_.push_back(std::move(server));
   return r;

@@ -11,6 +11,7 @@
 
 #include "ntp/config.hpp"
 #include "ntp/control_channel.hpp"
+#include "ntp/limits.hpp"
 #include "ntp/socket_set.hpp"
 
 namespace ntp {
@@ -22,8 +23,10 @@ class CommonServer;
 // waiting user keep it alive until they are done with its pool.
 class AppGroup : public std::enable_shared_from_this<AppGroup> {
  public:
+  // `quota` is the group's max_conns and bandwidth, shared with its earlier
+  // sessions' streams (they count against the same limits).
   AppGroup(CommonServer& server, std::string name, std::string session, std::string data_key,
-           Stream control, std::string peer);
+           Stream control, std::string peer, GroupLimits limits, std::shared_ptr<Quota> quota);
   ~AppGroup();
 
   const std::string& name() const { return name_; }
@@ -33,6 +36,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   const std::string& context() const { return context_; }  // "group=home"
   CommonServer& server() { return server_; }
   bool closed() const { return closed_; }
+  const std::shared_ptr<Quota>& quota() const { return quota_; }
 
   // The session: apps registration, then control messages until the connection
   // drops, the heartbeat times out or close() is called.
@@ -66,6 +70,8 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
 
   CommonServer& server_;
   std::string name_, session_, data_key_, peer_, context_;
+  GroupLimits limits_;
+  std::shared_ptr<Quota> quota_;
   ControlChannel control_;
   asio::steady_timer activity_;  // cancelled on every message, for probe()
   std::vector<std::unique_ptr<AppServer>> apps_;

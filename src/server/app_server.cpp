@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "app_group.hpp"
 #include "common_server.hpp"
 #include "ntp/address.hpp"
@@ -17,15 +19,50 @@ constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial
 constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
 constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
 
+std::string cidrs(const std::vector<Cidr>& list) {
+  std::string out;
+  for (auto& c : list) out += (out.empty() ? "" : ", ") + c.str();
+  return out;
+}
+
 // One user, from accept to the end of its stream.
-awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp::socket socket) {
+awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
+                           std::shared_ptr<const AppServer::Policy> policy, tcp::socket socket) {
   Stream user(std::move(socket));
   auto& server = group->server();
   const auto conn = server.next_conn_id();
   const auto context = fmt::format("{} app={} conn={}", group->context(), app, conn);
   error_code ec;
-  const auto user_peer = to_string(user.socket().remote_endpoint(ec));
+  const auto user_ep = user.socket().remote_endpoint(ec);
+  const auto user_peer = to_string(user_ep);
   spdlog::info("{}: user {} connected", context, user_peer);
+
+  // Limits first: a user who may not be served costs nothing more.
+  if (!policy->allow_cidrs.empty() &&
+      std::none_of(policy->allow_cidrs.begin(), policy->allow_cidrs.end(),
+                   [&](const Cidr& c) { return c.contains(user_ep.address()); })) {
+    spdlog::warn("{}: closing user {}: not in the app's allow_cidrs ({})", context, user_peer,
+                 cidrs(policy->allow_cidrs));
+    co_return;
+  }
+  auto group_ticket = Quota::enter(group->quota());
+  if (!group_ticket) {
+    spdlog::warn("{}: closing user {}: the group's max_conns ({}) is reached", context, user_peer,
+                 *group->quota()->max_conns());
+    co_return;
+  }
+  auto app_ticket = Quota::enter(policy->quota);
+  if (!app_ticket) {
+    spdlog::warn("{}: closing user {}: the app's max_conns ({}) is reached", context, user_peer,
+                 *policy->quota->max_conns());
+    co_return;
+  }
+  // The buckets live in the quotas, which the tickets and `policy` keep alive.
+  Pace pace;
+  for (auto* q : {group->quota().get(), policy->quota.get()}) {
+    if (auto* b = q->up()) pace.a_to_b.push_back(b);
+    if (auto* b = q->down()) pace.b_to_a.push_back(b);
+  }
 
   std::optional<Stream> data;
   for (int attempt = 0; attempt <= kStaleRetries && !data; ++attempt) {
@@ -70,7 +107,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
   const auto began = steady_clock::now();
-  auto bytes = co_await splice(user, *data);
+  auto bytes = co_await splice(user, *data, pace);
   spdlog::debug("{}: stream closed after {:.1f} s, {} bytes in, {} bytes out", context,
                 std::chrono::duration<double>(steady_clock::now() - began).count(), bytes.a_to_b,
                 bytes.b_to_a);
@@ -78,17 +115,19 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app, tcp
 
 }  // namespace
 
-AppServer::AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context)
+AppServer::AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
+                     Policy policy)
     : name_(std::move(name)),
       acceptor_(std::move(acceptor)),
       port_(acceptor_.local_endpoint().port()),
-      context_(fmt::format("{} app={} port={}", group_context, name_, port_)) {}
+      context_(fmt::format("{} app={} port={}", group_context, name_, port_)),
+      policy_(std::make_shared<const Policy>(std::move(policy))) {}
 
 awaitable<void> AppServer::run(std::shared_ptr<AppGroup> group) {
   auto ex = acceptor_.get_executor();
   while (auto user = co_await accept_next(acceptor_, context_)) {
     if (group->closed()) break;
-    asio::co_spawn(ex, serve_user(group, name_, std::move(*user)),
+    asio::co_spawn(ex, serve_user(group, name_, policy_, std::move(*user)),
                    LogFailure{context_ + ": user session"});
   }
 }

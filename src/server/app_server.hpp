@@ -6,7 +6,9 @@
 #include <memory>
 #include <string>
 
-#include "ntp/asio.hpp"
+#include <vector>
+
+#include "ntp/limits.hpp"
 
 namespace ntp {
 
@@ -14,7 +16,14 @@ class AppGroup;
 
 class AppServer {
  public:
-  AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context);
+  // Who may connect and the app's own limits (apps.json), within the group's.
+  struct Policy {
+    std::vector<Cidr> allow_cidrs;  // empty: anyone
+    std::shared_ptr<Quota> quota;   // max_conns and bandwidth of this app
+  };
+
+  AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
+            Policy policy);
 
   const std::string& name() const { return name_; }
   std::uint16_t port() const { return port_; }
@@ -29,6 +38,7 @@ class AppServer {
   tcp::acceptor acceptor_;
   std::uint16_t port_;
   std::string context_;
+  std::shared_ptr<const Policy> policy_;  // shared with its users, who may outlive it
 };
 
 }  // namespace ntp

@@ -102,6 +102,28 @@ void CommonServer::reject(const std::string& peer, const std::string& why) {
                  suppressed ? fmt::format(" ({} more rejections not logged)", suppressed) : "");
 }
 
+bool CommonServer::admits_another_group(const std::string& group) const {
+  if (!config_.max_groups) return true;
+  std::size_t live = 0;
+  for (auto& [name, g] : groups_) {
+    if (g->closed()) continue;
+    if (name == group) return true;  // a login of a group already in: not another one
+    ++live;
+  }
+  return live < *config_.max_groups;
+}
+
+std::shared_ptr<Quota> CommonServer::quota_for(const std::string& group) {
+  auto& slot = quotas_[group];
+  if (auto q = slot.lock()) return q;
+  const auto limits = config_.limits_for(group);
+  auto q = std::make_shared<Quota>(limits.max_conns, limits.bandwidth);
+  slot = q;
+  // Forget groups whose sessions and streams are all gone.
+  std::erase_if(quotas_, [](const auto& kv) { return kv.second.expired(); });
+  return q;
+}
+
 const std::string* CommonServer::token_for(const std::string& group) const {
   if (!config_.groups) return &open_token_;
   auto it = config_.groups->find(group);
@@ -250,6 +272,13 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
     co_return nullptr;
   }
   throttle_.succeeded(source);
+  if (!admits_another_group(login.group)) {
+    spdlog::warn("{}: login from {} refused: max_groups ({}) groups are logged in", context, peer,
+                 *config_.max_groups);
+    co_await write_error(s, fmt::format("the server is full: max_groups ({}) groups are logged in",
+                                        *config_.max_groups));
+    co_return nullptr;
+  }
   if (stopping_) co_return nullptr;
 
   if (auto it = groups_.find(login.group); it != groups_.end() && !it->second->closed()) {
@@ -278,7 +307,8 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
   if (stopping_ || (rival != groups_.end() && !rival->second->closed())) co_return nullptr;
   const auto over = s.describe();
   auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
-                                      std::move(s), peer);
+                                      std::move(s), peer, config_.limits_for(login.group),
+                                      quota_for(login.group));
   groups_[login.group] = g;
   sessions_[session] = g;
   spdlog::info("{}: logged in from {} over {}", context, peer, over);

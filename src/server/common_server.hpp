@@ -9,6 +9,7 @@
 
 #include "login_throttle.hpp"
 #include "ntp/config.hpp"
+#include "ntp/limits.hpp"
 #include "ntp/live_streams.hpp"
 #include "ntp/logging.hpp"
 #include "ntp/message.hpp"
@@ -58,6 +59,9 @@ class CommonServer {
   awaitable<void> refuse_login(Stream& s, const std::string& peer, const std::string& source,
                                const std::string& why, const std::string& answer);
   const std::string* token_for(const std::string& group) const;
+  bool admits_another_group(const std::string& group) const;  // max_groups
+  // The group's limits, shared by all its sessions' streams while any is alive.
+  std::shared_ptr<Quota> quota_for(const std::string& group);
   void reject(const std::string& peer, const std::string& why);
 
   asio::any_io_executor ex_;
@@ -70,6 +74,7 @@ class CommonServer {
   std::map<std::string, std::weak_ptr<AppGroup>> sessions_;  // by session id
   SocketSet unauthenticated_;                                // closed by stop()
   LoginThrottle throttle_;
+  std::map<std::string, std::weak_ptr<Quota>> quotas_;  // by group name
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
   bool stopping_ = false;

@@ -79,7 +79,8 @@ TEST_F(WireTest, WrongTokenGetsAnErrorFrameAndNoGroup) {
 // With ready groups, an unknown group gets the same answer as a wrong token.
 TEST_F(WireTest, UnknownReadyGroupLooksLikeAWrongToken) {
   server_cfg.groups.emplace();
-  (*server_cfg.groups)["home"] = GroupConfig{"home-secret", {}, std::nullopt};
+  (*server_cfg.groups)["home"] =
+      GroupConfig{"home-secret", {}, std::nullopt, std::nullopt, std::nullopt};
   start_server();
   RawPeer stranger(io), wrong(io), right(io);
   stranger.source = "127.0.0.2";  // failed logins slow their own source down only
@@ -282,7 +283,8 @@ TEST_F(WireTest, GroupPolicyAllowPortsAndMaxApps) {
   h1.close();
   h2.close();
   server_cfg.groups.emplace();
-  (*server_cfg.groups)["home"] = GroupConfig{"home-secret", {{p1, p1}, {p2, p2}}, 2};
+  (*server_cfg.groups)["home"] =
+      GroupConfig{"home-secret", {{p1, p1}, {p2, p2}}, 2, std::nullopt, std::nullopt};
   start_server();
   RawPeer peer(io);
   RawSession session;

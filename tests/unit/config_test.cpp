@@ -161,9 +161,11 @@ TEST(ServerConfig, TopLevelMustBeAnObject) {
 TEST(ServerConfig, UnknownTopLevelKey) {
   EXPECT_EQ(
       server_problems(R"({"bnid":"0.0.0.0:7000"})"),
-      Problems{"server.json: bnid: expected one of the keys allow_ports, bind, groups, "
-               "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, tls, token, got "
-               "an unknown key"});
+      Problems{
+          "server.json: bnid: expected one of the keys allow_ports, bind, group_defaults, groups, "
+          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
+          "token, got "
+          "an unknown key"});
 }
 
 TEST(ServerConfig, Bind) {
@@ -248,7 +250,7 @@ TEST(ServerConfig, GroupEntries) {
             Problems{R"(server.json: groups.home.token: expected a non-empty string, got "")"});
   EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","tokne":"x"}}})"),
             Problems{"server.json: groups.home.tokne: expected one of the keys allow_ports, "
-                     "max_apps, token, got an unknown key"});
+                     "bandwidth, max_apps, max_conns, token, got an unknown key"});
   EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","max_apps":0}}})"),
             Problems{"server.json: groups.home.max_apps: expected an integer from 1 to 65535, "
                      "got 0"});
@@ -301,12 +303,14 @@ TEST(ServerConfig, SeveralErrorsReportedTogether) {
       R"({"bind":"x","heartbeat_timeout_s":0,"extra":1,"groups":{"home":{"token":""}}})");
   EXPECT_EQ(
       p,
-      (Problems{"server.json: extra: expected one of the keys allow_ports, bind, groups, "
-                "heartbeat_timeout_s, log_level, max_handshakes, proxy_bind_addr, tls, token, got "
-                "an unknown key",
-                R"(server.json: bind: expected "host:port", got "x")",
-                "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
-                R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
+      (Problems{
+          "server.json: extra: expected one of the keys allow_ports, bind, group_defaults, groups, "
+          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
+          "token, got "
+          "an unknown key",
+          R"(server.json: bind: expected "host:port", got "x")",
+          "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
+          R"(server.json: groups.home.token: expected a non-empty string, got "")"}));
   try {
     parse_server_config(R"({"bind":"x","heartbeat_timeout_s":0})", "server.json");
     ADD_FAILURE() << "no ConfigError";
@@ -382,11 +386,10 @@ TEST(ClientConfig, UnknownKeysAtEachLevel) {
             Problems{"apps.json: sever: expected one of the keys apps, group, "
                      "heartbeat_interval_s, log_level, server, tls, token, token_file, got an "
                      "unknown key"});
-  EXPECT_EQ(
-      client_problems(
-          with_apps(R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
-      Problems{"apps.json: apps[0].remote: expected one of the keys local, name, remote_port, "
-               "type, got an unknown key"});
+  EXPECT_EQ(client_problems(with_apps(
+                R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
+            Problems{"apps.json: apps[0].remote: expected one of the keys allow_cidrs, bandwidth, "
+                     "local, max_conns, name, remote_port, type, got an unknown key"});
 }
 
 TEST(ClientConfig, Server) {
@@ -736,6 +739,64 @@ TEST(ClientConfig, TlsFingerprintInTheFormTheServerPrints) {
   EXPECT_EQ(client_problems(cfg(R"({"ca":"/nonexistent/ca.pem"})")),
             Problems{"apps.json: tls.ca: expected a readable file, got \"/nonexistent/ca.pem\" "
                      "(No such file or directory)"});
+}
+
+// ------------------------------------------------------------------ limits
+
+TEST(ServerConfig, Limits) {
+  auto cfg = parse_server_config(
+      R"({"max_groups":100,"group_defaults":{"max_apps":5,"max_conns":50,"bandwidth":"10MiB/s"},
+          "groups":{"home":{"token":"t","max_conns":3},"office":{"token":"u","bandwidth":"1MB/s"}}})",
+      "server.json");
+  EXPECT_EQ(cfg.max_groups, 100u);
+  auto home = cfg.limits_for("home");
+  EXPECT_EQ(home.max_apps, 5u);   // the default
+  EXPECT_EQ(home.max_conns, 3u);  // its own
+  EXPECT_EQ(home.bandwidth, 10u * 1024 * 1024);
+  auto office = cfg.limits_for("office");
+  EXPECT_EQ(office.max_conns, 50u);
+  EXPECT_EQ(office.bandwidth, 1000000u);
+  auto none = parse_server_config("{}", "server.json");
+  EXPECT_FALSE(none.max_groups);
+  EXPECT_FALSE(none.limits_for("x").max_conns);
+  EXPECT_FALSE(none.limits_for("x").bandwidth);
+}
+
+TEST(ServerConfig, LimitErrors) {
+  EXPECT_EQ(server_problems(R"({"max_groups":0})"),
+            Problems{"server.json: max_groups: expected an integer from 1 to 1000000, got 0"});
+  EXPECT_EQ(server_problems(R"({"group_defaults":{"bandwidth":"fast"}})"),
+            Problems{"server.json: group_defaults.bandwidth: expected a rate like \"10MiB/s\" (B, "
+                     "KB, KiB, MB, MiB, GB, GiB, Mbit, Gbit per second), got \"fast\""});
+  EXPECT_EQ(server_problems(R"({"group_defaults":{"token":"x"}})"),
+            Problems{"server.json: group_defaults.token: expected one of the keys bandwidth, "
+                     "max_apps, max_conns, got an unknown key"});
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","max_conns":-1}}})"),
+            Problems{"server.json: groups.home.max_conns: expected an integer from 1 to 1000000, "
+                     "got -1"});
+}
+
+TEST(ClientConfig, AppLimits) {
+  auto cfg =
+      parse_client_config(with_apps(R"([{"name":"ssh","local":"h:22","remote_port":0,"max_conns":4,
+                     "bandwidth":"1MiB/s","allow_cidrs":["192.0.2.0/24","2001:db8::1"]}])"),
+                          "apps.json", std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 1u);
+  EXPECT_EQ(cfg.apps[0].max_conns, 4u);
+  EXPECT_EQ(cfg.apps[0].bandwidth, 1024u * 1024);
+  EXPECT_EQ(cfg.apps[0].allow_cidrs, (std::vector<std::string>{"192.0.2.0/24", "2001:db8::1/128"}));
+  EXPECT_EQ(client_problems(with_apps(
+                R"([{"name":"a","local":"h:1","remote_port":0,"allow_cidrs":["10.0.0.0/33"]}])")),
+            Problems{"apps.json: apps[0].allow_cidrs[0]: expected an address or network like "
+                     "\"192.0.2.0/24\" or \"2001:db8::/32\", got \"10.0.0.0/33\""});
+  EXPECT_EQ(client_problems(
+                with_apps(R"([{"name":"a","local":"h:1","remote_port":0,"allow_cidrs":[]}])")),
+            Problems{"apps.json: apps[0].allow_cidrs: expected a non-empty array like "
+                     "[\"192.0.2.0/24\"], got []"});
+  EXPECT_EQ(
+      client_problems(with_apps(R"([{"name":"a","local":"h:1","remote_port":0,"bandwidth":10}])")),
+      Problems{"apps.json: apps[0].bandwidth: expected a rate like \"10MiB/s\" (B, KB, KiB, "
+               "MB, MiB, GB, GiB, Mbit, Gbit per second), got 10"});
 }
 
 }  // namespace

@@ -65,15 +65,37 @@ TEST(Message, DataOkRoundTrip) {
 }
 
 TEST(Message, RegisterRoundTrip) {
-  const Message m = msg::Register{{{"ssh", 6022}, {"web", 0}, {"max", 65535}}};
+  const Message m = msg::Register{{{"ssh", 6022},
+                                   {"web", 0},
+                                   {"max", 65535},
+                                   {"limited", 6000, 4, 1048576, {"192.0.2.0/24", "::1/128"}}}};
   auto out = std::get<msg::Register>(round_trip(m));
-  ASSERT_EQ(out.apps.size(), 3u);
+  ASSERT_EQ(out.apps.size(), 4u);
+  EXPECT_EQ(out.apps, std::get<msg::Register>(m).apps);
+  EXPECT_FALSE(out.apps[0].max_conns);  // absent limits stay absent
+  EXPECT_EQ(out.apps[3].max_conns, 4u);
+  EXPECT_EQ(out.apps[3].bandwidth, 1048576u);
+  EXPECT_EQ(out.apps[3].allow_cidrs, (std::vector<std::string>{"192.0.2.0/24", "::1/128"}));
   EXPECT_EQ(out.apps[0].name, "ssh");
   EXPECT_EQ(out.apps[0].remote_port, 6022);
   EXPECT_EQ(out.apps[1].remote_port, 0);
   EXPECT_EQ(out.apps[2].remote_port, 65535);
   const Message empty = msg::Register{};
   EXPECT_TRUE(std::get<msg::Register>(round_trip(empty)).apps.empty());
+}
+
+TEST(Message, RegisterLimitsAreValidated) {
+  Message m;
+  std::string error;
+  EXPECT_FALSE(decode(R"({"type":"register","apps":[{"name":"a","remote_port":1,"max_conns":0}]})",
+                      m, error));
+  EXPECT_EQ(error, "max_conns: expected an unsigned integer in range");
+  EXPECT_FALSE(decode(
+      R"({"type":"register","apps":[{"name":"a","remote_port":1,"bandwidth":"x"}]})", m, error));
+  EXPECT_FALSE(decode(
+      R"({"type":"register","apps":[{"name":"a","remote_port":1,"allow_cidrs":"10.0.0.0/8"}]})", m,
+      error));
+  EXPECT_EQ(error, "allow_cidrs: expected an array of strings");
 }
 
 TEST(Message, RegisteredRoundTrip) {
