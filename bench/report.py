@@ -9,8 +9,8 @@ import statistics
 import sys
 from collections import defaultdict
 
-PATHS = ["direct", "socat", "haproxy", "haproxy2", "ssh", "ntp"]
-LABEL = {"ssh": "ssh -R"}
+PATHS = ["direct", "socat", "haproxy", "haproxy2", "ssh", "ntp", "ntp-tls"]
+LABEL = {"ssh": "ssh -R (AES-128-GCM)"}
 REFS = ["direct", "socat", "haproxy2"]
 
 # metric, header, format, better ("hi" or "lo")
@@ -87,7 +87,7 @@ def main():
     w("# ntp benchmark")
     w()
     w(f"- machine: {machine.get('nproc', '?')} CPUs, {machine.get('cpu', '?')}, "
-      f"kernel {machine.get('kernel', '?')}")
+      f"kernel {machine.get('kernel', '?')}; {machine.get('ktls', 'kTLS not checked')}")
     w(f"- date: {machine.get('date', '?')}; ntp {machine.get('ntp_commit', '?')}; "
       f"run took {machine.get('seconds', '?')} s")
     w(f"- mode: {machine.get('mode', '?')}")
@@ -215,6 +215,14 @@ def main():
             continue  # not measured for both (--quick)
         rows.append([f"CPU s/GB ({h}) ≤ 1.5× haproxy2", fmt(r, "{:.2f}×"),
                      verdict(None if r is None else r <= 1.5)])
+    # TLS costs what it costs; the bar is the tunnel everybody already has.
+    for m, h in [("bulk_up1", "1 stream up"), ("bulk_down1", "1 stream down"),
+                 ("bulk_up8", "8 streams up"), ("bulk_down8", "8 streams down")]:
+        r = median_ratio(data, "ntp-tls", "ssh", m)
+        if r is None and m != "bulk_up1":
+            continue
+        rows.append([f"ntp-tls throughput {h} ≥ ssh -R (AES-GCM)", fmt(r, "{:.2f}×"),
+                     verdict(None if r is None else r >= 1.0)])
     w(table(["target", "measured", "verdict"], rows))
     w()
 
