@@ -10,6 +10,9 @@ namespace ntp {
 
 inline constexpr std::size_t kNonceBytes = 32;
 
+// Lowercase hex of `n` bytes.
+std::string to_hex(const unsigned char* p, std::size_t n);
+
 // Cryptographically random bytes, hex-encoded (OpenSSL RAND_bytes).
 std::string random_hex(std::size_t bytes);
 

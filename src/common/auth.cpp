@@ -10,7 +10,6 @@
 #include <vector>
 
 namespace ntp {
-namespace {
 
 std::string to_hex(const unsigned char* p, std::size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -21,8 +20,6 @@ std::string to_hex(const unsigned char* p, std::size_t n) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string random_hex(std::size_t bytes) {
   std::vector<unsigned char> buf(bytes);

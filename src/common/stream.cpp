@@ -6,6 +6,8 @@
 #include <array>
 #include <cerrno>
 
+#include "ntp/auth.hpp"
+
 namespace ntp {
 namespace {
 
@@ -215,13 +217,7 @@ std::string Stream::channel_binding() const {
   if (SSL_export_keying_material(ssl_.get(), out.data(), out.size(), kLabel, sizeof kLabel - 1,
                                  nullptr, 0, 0) != 1)
     return {};
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (auto c : out) {
-    hex += kDigits[c >> 4];
-    hex += kDigits[c & 0xf];
-  }
-  return hex;
+  return to_hex(out.data(), out.size());
 }
 
 std::string Stream::peer_fingerprint() const {

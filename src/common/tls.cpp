@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ntp/auth.hpp"
 #include "ntp/config.hpp"
 
 namespace ntp {
@@ -74,13 +75,7 @@ std::string fingerprint(X509* cert) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned n = 0;
   if (!cert || X509_digest(cert, EVP_sha256(), md.data(), &n) != 1) return {};
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = "SHA256:";
-  for (unsigned i = 0; i < n; ++i) {
-    out += kDigits[md[i] >> 4];
-    out += kDigits[md[i] & 0xf];
-  }
-  return out;
+  return "SHA256:" + to_hex(md.data(), n);
 }
 
 bool valid_fingerprint(std::string_view s) {

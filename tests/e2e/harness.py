@@ -432,7 +432,10 @@ class EchoServer:
 
 
 class RecordingProxy:
-    """TCP forwarder that records the bytes each connection's client sent."""
+    """TCP forwarder that records the bytes each connection's client sent.
+    Subclasses may wrap each side (`_open`), e.g. a man in the middle."""
+
+    half_close = True  # pass a FIN on; False: end both ways at the first end
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -449,11 +452,15 @@ class RecordingProxy:
                 ready, _, _ = select.select([self.sock], [], [], 0.1)
                 if not ready:
                     continue
-                down, _ = self.sock.accept()
-                up = socket.create_connection(("127.0.0.1", self.target_port))
+                raw, _ = self.sock.accept()
             except (OSError, ValueError):
                 if self._stopping:
                     return
+                continue
+            try:
+                down, up = self._open(raw)
+            except OSError:  # ssl.SSLError is an OSError
+                raw.close()
                 continue
             record = bytearray()
             self.sent.append(record)
@@ -461,23 +468,29 @@ class RecordingProxy:
             threading.Thread(target=self._pump, args=(down, up, record), daemon=True).start()
             threading.Thread(target=self._pump, args=(up, down, None), daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst, record):
+    def _open(self, raw):
+        """(the accepted side, the side towards the target) for one connection."""
+        return raw, socket.create_connection(("127.0.0.1", self.target_port))
+
+    def _pump(self, src, dst, record):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
-                    dst.shutdown(socket.SHUT_WR)
-                    return
+                    if self.half_close:
+                        dst.shutdown(socket.SHUT_WR)
+                        return
+                    break
                 if record is not None:
                     record += data
                 dst.sendall(data)
         except OSError:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self):
         self._stopping = True

@@ -6,7 +6,6 @@ token in clear on the wire."""
 
 import os
 import re
-import select
 import shutil
 import socket
 import ssl
@@ -32,74 +31,30 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-class MitmProxy:
+class MitmProxy(h.RecordingProxy):
     """Terminates the client's TLS with its own certificate and opens its own
     TLS connection to the real server, relaying the bytes in between: a man in
     the middle who can read everything, as a stolen or self-made certificate
     would allow."""
 
+    half_close = False  # a TLS socket cannot shut down one way here
+
     def __init__(self, target_port, cert, key):
-        self.target_port = target_port
         self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_ctx.load_cert_chain(cert, key)
         self.client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.client_ctx.check_hostname = False
         self.client_ctx.verify_mode = ssl.CERT_NONE
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.relayed = 0  # connections relayed both ways
-        self._socks = []
-        self._stopping = False
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        super().__init__(target_port)
 
-    def _accept_loop(self):
-        while not self._stopping:
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.1)
-                if not ready:
-                    continue
-                raw, _ = self.sock.accept()
-            except (OSError, ValueError):
-                return
-            threading.Thread(target=self._relay, args=(raw,), daemon=True).start()
+    def _open(self, raw):
+        down = self.server_ctx.wrap_socket(raw, server_side=True)
+        up = self.client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.target_port)))
+        return down, up
 
-    def _relay(self, raw):
-        try:
-            down = self.server_ctx.wrap_socket(raw, server_side=True)
-            up = self.client_ctx.wrap_socket(
-                socket.create_connection(("127.0.0.1", self.target_port)))
-        except (OSError, ssl.SSLError):
-            raw.close()
-            return
-        self._socks += [down, up]
-        self.relayed += 1
-        for src, dst in ((down, up), (up, down)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except (OSError, ssl.SSLError):
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self._stopping = True
-        self.sock.close()
-        for s in self._socks:
-            try:
-                s.close()
-            except OSError:
-                pass
+    @property
+    def relayed(self):  # connections relayed both ways
+        return len(self.sent)
 
 
 class TlsTest(h.TunnelTestCase):
