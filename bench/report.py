@@ -175,6 +175,28 @@ def main():
     w(table(["path"] + [h for _, h in cpu_cols], rows))
     w()
 
+    g = data.get("groups", {})
+    if g:
+        def one(m):
+            v = g.get(m, {})
+            return next(iter(v.values())) if v else None
+        w("## Control plane")
+        w()
+        w("A fresh ntp-server (TLS) and `ntp-groups-load` logging in many groups from one process, "
+          "holding them past twice `heartbeat_timeout_s` with heartbeats as ntp-client sends them.")
+        w()
+        rows = [["groups logged in", fmt(one("logged_in"), "{:.0f}") + " of " + fmt(one("groups"), "{:.0f}")],
+                ["dropped", fmt(one("dropped"), "{:.0f}")],
+                ["held", fmt(one("hold_s"), "{:.0f} s") + " (heartbeat_timeout_s " +
+                 fmt(one("heartbeat_timeout_s"), "{:.0f}") + ")"],
+                ["heartbeats answered", fmt(one("pongs"), "{:.0f}") + " of " + fmt(one("pings"), "{:.0f}")],
+                ["all logged in after", fmt(one("login_seconds"), "{:.1f} s")],
+                ["server CPU over the run", fmt(one("server_cpu_seconds"), "{:.2f} s")],
+                ["server RSS with all held", fmt(one("server_rss_kib_held"), "{:.0f} KiB") + " (" +
+                 fmt(one("server_kib_per_group"), "{:.1f}") + " KiB per group)"]]
+        w(table(["", "measured"], rows))
+        w()
+
     w("## Targets (ntp)")
     w()
     rows = []
@@ -215,6 +237,11 @@ def main():
             continue  # not measured for both (--quick)
         rows.append([f"CPU s/GB ({h}) ≤ 1.5× haproxy2", fmt(r, "{:.2f}×"),
                      verdict(None if r is None else r <= 1.5)])
+    if g:
+        ok = one("groups") is not None and one("logged_in") == one("groups") and one("dropped") == 0
+        rows.append([f"control plane: {fmt(one('groups'), '{:.0f}')} groups held, none dropped",
+                     f"{fmt(one('logged_in'), '{:.0f}')} in, {fmt(one('dropped'), '{:.0f}')} dropped",
+                     verdict(ok)])
     # TLS costs what it costs; the bar is the tunnel everybody already has.
     for m, h in [("bulk_up1", "1 stream up"), ("bulk_down1", "1 stream down"),
                  ("bulk_up8", "8 streams up"), ("bulk_down8", "8 streams down")]:
