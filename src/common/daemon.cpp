@@ -1,6 +1,8 @@
 #include "ntp/daemon.hpp"
 
+#include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <stop_token>
@@ -50,6 +52,7 @@ int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::functio
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished is an error code, not a signal
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::jthread last_resort;
+  std::atomic<bool> forced{false};
   asio::co_spawn(
       io,
       [&]() -> awaitable<void> {
@@ -66,17 +69,26 @@ int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::functio
         }
         // Everything is closed; whatever still runs ends within moments. If
         // something does not, stop the loop rather than hang a service manager.
-        last_resort = std::jthread([&io](std::stop_token st) {
+        last_resort = std::jthread([&io, &forced](std::stop_token st) {
           std::mutex m;
           std::unique_lock lock(m);
           std::condition_variable_any cv;
           if (!cv.wait_for(lock, st, std::chrono::seconds(5), [] { return false; }) &&
-              !st.stop_requested())
+              !st.stop_requested()) {
+            forced = true;
             io.stop();
+          }
         });
       },
       LogFailure{"shutdown"});
   io.run();
+  if (forced) {
+    // Coroutines still suspended refer to objects main() is about to destroy
+    // before the io_context: leave without running any destructor.
+    spdlog::warn("stopped: something was still running 5 s after the shutdown");
+    spdlog::shutdown();
+    std::_Exit(kExitOk);
+  }
   spdlog::info("stopped");
   return kExitOk;
 }

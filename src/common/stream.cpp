@@ -43,6 +43,8 @@ Stream::Stream(tcp::socket s, const TlsContext& ctx) : Stream(std::move(s)) {
 }
 
 void Stream::start_tls(const TlsContext& ctx) {
+  error_code ignored;  // a client's socket is opened after construction: set it now
+  socket_.non_blocking(true, ignored);
   ssl_.reset(SSL_new(ctx.native()));
   if (!ssl_) throw TlsError("cannot create a TLS connection: " + openssl_error_text());
   SSL_set_fd(ssl_.get(), socket_.native_handle());

@@ -131,6 +131,9 @@ const std::string* CommonServer::token_for(const std::string& group) const {
 }
 
 awaitable<void> CommonServer::handle(tcp::socket s) {
+  // Accepted just before stop() but started after it: stop() never saw this
+  // socket, so it must not begin a handshake that only its deadline would end.
+  if (stopping_) co_return;
   const auto peer = peer_of(s);
   const auto source = source_of(s);
   std::optional<std::shared_ptr<AppGroup>> group;
