@@ -65,6 +65,7 @@ struct ServerConfig {
   // flood of silent connections cannot keep a real client out.
   std::uint32_t max_handshakes = 256;
   std::optional<ServerTls> tls = ServerTls{};  // nullopt: "tls": false
+  bool zero_copy = true;                       // splice(2) between plain streams (splice.hpp)
   LogLevel log_level = spdlog::level::info;
 };
 
@@ -94,6 +95,7 @@ struct ClientConfig {
   int heartbeat_interval_s = 10;
   std::vector<LocalApp> apps;
   std::optional<ClientTls> tls = ClientTls{};  // nullopt: "tls": false
+  bool zero_copy = true;                       // splice(2) between plain streams (splice.hpp)
   LogLevel log_level = spdlog::level::info;
 };
 

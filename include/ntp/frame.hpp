@@ -38,6 +38,8 @@ enum class PrefixState { incomplete, ok, bad_magic, bad_version };
 PrefixState check_prefix(std::span<const char> seen);
 
 std::array<unsigned char, 4> frame_header(std::size_t body_size);
+// Header and body in one string (the caller has checked kMaxFrame).
+std::string frame_bytes(std::string_view body);
 
 // The byte I/O the frame functions use, for any Asio stream (a tcp::socket in tests).
 // ntp::Stream (stream.hpp) has its own overloads, found by argument-dependent lookup.
@@ -98,11 +100,7 @@ template <class Stream>
 awaitable<error_code> write_frame(Stream& s, std::string_view body) {
   if (body.size() > kMaxFrame) co_return make_error_code(ProtocolError::frame_too_large);
   // One buffer, so TLS sends one record and a plain socket one segment.
-  const auto hdr = frame_header(body.size());
-  std::string frame;
-  frame.reserve(hdr.size() + body.size());
-  frame.append(hdr.begin(), hdr.end());
-  frame.append(body);
+  const auto frame = frame_bytes(body);
   co_return co_await write_all(s, asio::buffer(frame));
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <vector>
 
@@ -13,19 +14,31 @@ namespace ntp {
 struct SpliceResult {
   std::uint64_t a_to_b = 0;
   std::uint64_t b_to_a = 0;
+  std::uint64_t zero_copy = 0;  // of both, the bytes moved by splice(2)
 };
 
 // Runs until both directions have ended. EOF on one side half-closes the other
 // (shutdown of its write side; close_notify first over TLS); a hard error on either
 // side closes both.
-// Memory: no buffer is held while a direction is idle (it waits for readability
-// first and borrows a buffer only to move bytes that are already there).
+// Memory: no buffer or pipe is held while a direction is idle (it waits for
+// readability first and borrows one only to move bytes that are already there).
 // Bandwidth limits: the buckets each direction's bytes pass through (a group's
 // and an app's). They must outlive the splice.
 struct Pace {
   std::vector<TokenBucket*> a_to_b, b_to_a;
 };
 
-awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {});
+// How bytes cross between two plain TCP streams. zero_copy moves them with
+// splice(2) through a pipe (the kernel hands socket pages over; no copy into this
+// process); buffered reads them into a buffer and writes them out. TLS streams
+// and paced directions are always buffered, as is a direction whose pipe could
+// not be had (out of descriptors). README's Performance section says which wins.
+enum class SpliceMode { buffered, zero_copy };
+
+awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {},
+                               SpliceMode mode = SpliceMode::buffered);
+
+// For the "stream closed" log line: "after 1.2 s, 10 bytes in, 20 bytes out (30 zero-copy)".
+std::string describe(const SpliceResult& r, steady_clock::duration lasted);
 
 }  // namespace ntp

@@ -45,6 +45,8 @@ class Stream {
   // then wait_readable(). eof after the peer's close_notify (TLS) or FIN (plain).
   std::size_t read_now(asio::mutable_buffer b, error_code& ec);
   awaitable<error_code> wait_readable();
+  // Bytes this stream has read from its socket but not handed out yet.
+  bool has_buffered() const { return ahead_pos_ < ahead_end_; }
   awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer b);
   awaitable<error_code> read_exact(asio::mutable_buffer b);
   awaitable<error_code> write_all(asio::const_buffer b);
@@ -71,8 +73,18 @@ class Stream {
   error_code failure(int ssl_result);
   awaitable<error_code> wait_for(int ssl_error);
 
+  // Plain streams read frames through a small read-ahead, so a frame costs one
+  // recv, not two. Bytes read past the frames (a user's first bytes behind
+  // `start`) go to whoever reads next. read_now frees it once drained, so a
+  // spliced stream holds none of it. TLS needs none: OpenSSL reads ahead itself.
+  static constexpr std::size_t kReadAhead = 512;
+  std::size_t take_ahead(asio::mutable_buffer b);
+  awaitable<error_code> fill_ahead();
+
   tcp::socket socket_;
   std::unique_ptr<SSL, Free> ssl_;
+  std::unique_ptr<char[]> ahead_;
+  std::size_t ahead_pos_ = 0, ahead_end_ = 0;
   std::string failure_;
   bool want_write_ = false;  // the last read needs the socket writable first
 };

@@ -265,16 +265,20 @@ awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
   if (ec || session_ != s) co_return;  // the session ended, or the server let it go
   auto* start = std::get_if<msg::Start>(&m);
   if (!start) co_return;
-  // Refill the pool before serving, but only up to its size: connections dialed
-  // for a burst of users (need_data) are not replaced once used.
-  if (pool_.size() < kPoolSize) dial(1);
+  // Refill the pool, but only up to its size: connections dialed for a burst of
+  // users (need_data) are not replaced once used. Posted, so the dial starts after
+  // this user's connection to the local app, which the user is waiting for.
+  asio::post(ex_, [this] {
+    if (pool_.size() < kPoolSize) dial(1);
+  });
   auto app = std::find_if(cfg_.apps.begin(), cfg_.apps.end(),
                           [&](const LocalApp& a) { return a.name == start->app; });
   if (app == cfg_.apps.end()) {
     co_await write_error(sock, "no app named \"" + start->app + "\" on this client");
     co_return;
   }
-  co_await serve_local_app(*app, std::move(sock), start->conn, context_, streams_);
+  co_await serve_local_app(*app, std::move(sock), start->conn, context_, streams_,
+                           cfg_.zero_copy ? SpliceMode::zero_copy : SpliceMode::buffered);
 }
 
 }  // namespace ntp

@@ -9,7 +9,8 @@
 namespace ntp {
 
 awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t conn,
-                                const std::string& group_context, LiveStreams& streams) {
+                                const std::string& group_context, LiveStreams& streams,
+                                SpliceMode mode) {
   const auto context = fmt::format("{} app={} conn={}", group_context, app.name, conn);
   tcp::socket local_socket(data.socket().get_executor());
   auto [rec, eps] = co_await resolve(app.local.host, app.local.port);
@@ -27,10 +28,8 @@ awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t 
   LiveStreams::Entry live(streams, data.socket(), local.socket());
   spdlog::debug("{}: stream open to {}", context, app.local.str());
   const auto began = steady_clock::now();
-  auto bytes = co_await splice(data, local);
-  spdlog::debug("{}: stream closed after {:.1f} s, {} bytes in, {} bytes out", context,
-                std::chrono::duration<double>(steady_clock::now() - began).count(), bytes.a_to_b,
-                bytes.b_to_a);
+  auto bytes = co_await splice(data, local, {}, mode);
+  spdlog::debug("{}: stream closed {}", context, describe(bytes, steady_clock::now() - began));
 }
 
 }  // namespace ntp

@@ -7,6 +7,7 @@
 
 #include "ntp/config.hpp"
 #include "ntp/live_streams.hpp"
+#include "ntp/splice.hpp"
 #include "ntp/stream.hpp"
 
 namespace ntp {
@@ -17,6 +18,7 @@ inline constexpr auto kLocalConnectTimeout = std::chrono::seconds(5);
 // "connected" (or the error, so the server can tell the user why), then splices
 // until both ends are done.
 awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t conn,
-                                const std::string& group_context, LiveStreams& streams);
+                                const std::string& group_context, LiveStreams& streams,
+                                SpliceMode mode);
 
 }  // namespace ntp

@@ -143,6 +143,12 @@ class Checker {
     return out;
   }
 
+  std::optional<bool> boolean(const json& v, const std::string& path) {
+    if (v.is_boolean()) return v.get<bool>();
+    problem(path, "true or false", v);
+    return std::nullopt;
+  }
+
   std::optional<LogLevel> log_level(const json& v, const std::string& path) {
     auto s = string(v, path);
     if (!s) return std::nullopt;
@@ -264,7 +270,7 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
   ServerConfig cfg;
   c.only_keys(doc, "",
               {"bind", "token", "proxy_bind_addr", "allow_ports", "groups", "heartbeat_timeout_s",
-               "max_handshakes", "max_groups", "group_defaults", "tls", "log_level"});
+               "max_handshakes", "max_groups", "group_defaults", "tls", "zero_copy", "log_level"});
   if (doc.contains("bind"))
     if (auto hp = c.host_port(doc["bind"], "bind")) cfg.bind = *hp;
   if (doc.contains("token"))
@@ -300,6 +306,8 @@ ServerConfig parse_server_config(std::string_view text, std::string_view label) 
       c.limits(d, "group_defaults", cfg.group_defaults);
     }
   }
+  if (doc.contains("zero_copy"))
+    if (auto v = c.boolean(doc["zero_copy"], "zero_copy")) cfg.zero_copy = *v;
   if (doc.contains("max_handshakes"))
     if (auto v = c.integer(doc["max_handshakes"], "max_handshakes", 1, 10000))
       cfg.max_handshakes = static_cast<std::uint32_t>(*v);
@@ -371,13 +379,15 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
   ClientConfig cfg;
   c.only_keys(doc, "",
               {"server", "group", "token", "token_file", "heartbeat_interval_s", "apps", "tls",
-               "log_level"});
+               "zero_copy", "log_level"});
   if (doc.contains("server"))
     if (auto hp = c.host_port(doc["server"], "server")) cfg.server = *hp;
   if (!doc.contains("group"))
     c.problem("group", "a group name", "nothing");
   else if (auto g = c.name(doc["group"], "group"))
     cfg.group = *g;
+  if (doc.contains("zero_copy"))
+    if (auto v = c.boolean(doc["zero_copy"], "zero_copy")) cfg.zero_copy = *v;
   if (doc.contains("heartbeat_interval_s"))
     if (auto v = c.integer(doc["heartbeat_interval_s"], "heartbeat_interval_s", 1, 3600))
       cfg.heartbeat_interval_s = static_cast<int>(*v);

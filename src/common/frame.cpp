@@ -54,4 +54,13 @@ std::array<unsigned char, 4> frame_header(std::size_t n) {
           static_cast<unsigned char>(n >> 8), static_cast<unsigned char>(n)};
 }
 
+std::string frame_bytes(std::string_view body) {
+  const auto hdr = frame_header(body.size());
+  std::string frame;
+  frame.reserve(hdr.size() + body.size());
+  frame.append(hdr.begin(), hdr.end());
+  frame.append(body);
+  return frame;
+}
+
 }  // namespace ntp

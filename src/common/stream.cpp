@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "ntp/auth.hpp"
 
@@ -105,8 +106,33 @@ awaitable<error_code> Stream::handshake() {
   }
 }
 
+std::size_t Stream::take_ahead(asio::mutable_buffer b) {
+  const std::size_t n = std::min(b.size(), ahead_end_ - ahead_pos_);
+  if (n == 0) return 0;
+  std::memcpy(b.data(), ahead_.get() + ahead_pos_, n);
+  ahead_pos_ += n;
+  return n;
+}
+
+awaitable<error_code> Stream::fill_ahead() {
+  if (!ahead_) ahead_ = std::make_unique_for_overwrite<char[]>(kReadAhead);
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(ahead_.get(), kReadAhead), nothrow);
+  // On an error, touch nothing: a stream closed while a read waits may be gone.
+  if (ec) co_return ec;
+  ahead_pos_ = 0;
+  ahead_end_ = n;
+  co_return ec;
+}
+
 std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
-  if (!ssl_) return socket_.read_some(b, ec);
+  if (!ssl_) {
+    if (ahead_pos_ == ahead_end_) {
+      ahead_.reset();
+      return socket_.read_some(b, ec);
+    }
+    ec = {};
+    return take_ahead(b);
+  }
   want_write_ = false;
   // Never hand OpenSSL a descriptor number that was closed: it may be reused.
   if (!socket_.is_open()) {
@@ -131,12 +157,19 @@ std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
 }
 
 awaitable<error_code> Stream::wait_readable() {
+  if (ahead_pos_ < ahead_end_) co_return error_code{};
   if (ssl_ && !want_write_ && SSL_has_pending(ssl_.get())) co_return error_code{};
   co_return co_await wait_for(want_write_ ? SSL_ERROR_WANT_WRITE : SSL_ERROR_WANT_READ);
 }
 
 awaitable<std::tuple<error_code, std::size_t>> Stream::read_some(asio::mutable_buffer b) {
-  if (!ssl_) co_return co_await socket_.async_read_some(b, nothrow);
+  if (!ssl_) {
+    if (ahead_pos_ == ahead_end_ && b.size() >= kReadAhead)
+      co_return co_await socket_.async_read_some(b, nothrow);
+    if (ahead_pos_ == ahead_end_)
+      if (auto ec = co_await fill_ahead()) co_return std::tuple{ec, std::size_t{0}};
+    co_return std::tuple{error_code{}, take_ahead(b)};
+  }
   for (;;) {
     error_code ec;
     const std::size_t n = read_now(b, ec);
@@ -147,8 +180,16 @@ awaitable<std::tuple<error_code, std::size_t>> Stream::read_some(asio::mutable_b
 
 awaitable<error_code> Stream::read_exact(asio::mutable_buffer b) {
   if (!ssl_) {
-    auto [ec, n] = co_await asio::async_read(socket_, b, nothrow);
-    co_return ec;
+    b += take_ahead(b);
+    if (b.size() >= kReadAhead) {
+      auto [ec, n] = co_await asio::async_read(socket_, b, nothrow);
+      co_return ec;
+    }
+    while (b.size() > 0) {
+      if (auto ec = co_await fill_ahead()) co_return ec;
+      b += take_ahead(b);
+    }
+    co_return error_code{};
   }
   while (b.size() > 0) {
     auto [ec, n] = co_await read_some(b);

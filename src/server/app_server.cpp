@@ -18,6 +18,7 @@ namespace {
 constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial back
 constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
 constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
+constexpr std::size_t kEarlyData = 16 * 1024;          // user bytes sent along with `start`
 
 std::string cidrs(const std::vector<Cidr>& list) {
   std::string out;
@@ -64,6 +65,17 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     if (auto* b = q->down()) pace.b_to_a.push_back(b);
   }
 
+  // The user's first bytes, if already here, go right behind `start`: the client
+  // then forwards them as soon as it reaches the local app instead of waiting for
+  // us. They are kept until the client answers, for a retry on another connection.
+  std::string early(kEarlyData, '\0');
+  early.resize(user.read_now(asio::buffer(early), ec));
+  if (ec && ec != asio::error::would_block && ec != asio::error::eof) {
+    spdlog::debug("{}: user {} left before a data connection was ready: {}", context, user_peer,
+                  ec.message());
+    co_return;
+  }
+
   std::optional<Stream> data;
   for (int attempt = 0; attempt <= kStaleRetries && !data; ++attempt) {
     data = co_await group->take_data_connection(kDataWait);
@@ -75,7 +87,8 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     }
     SocketSet::Entry starting(group->starting(), data->socket());
     const Message start = msg::Start{app, conn};
-    if (co_await write_message(*data, start)) {
+    const auto opening = frame_bytes(encode(start)) + early;
+    if (co_await data->write_all(asio::buffer(opening))) {
       data.reset();  // went stale while idle in the pool: try the next one
       continue;
     }
@@ -103,14 +116,14 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     spdlog::warn("{}: closing user {}: no working data connection", context, user_peer);
     co_return;
   }
+  std::string().swap(early);  // a held stream keeps no buffer
   LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
   const auto began = steady_clock::now();
-  auto bytes = co_await splice(user, *data, pace);
-  spdlog::debug("{}: stream closed after {:.1f} s, {} bytes in, {} bytes out", context,
-                std::chrono::duration<double>(steady_clock::now() - began).count(), bytes.a_to_b,
-                bytes.b_to_a);
+  const auto mode = server.config().zero_copy ? SpliceMode::zero_copy : SpliceMode::buffered;
+  auto bytes = co_await splice(user, *data, pace, mode);
+  spdlog::debug("{}: stream closed {}", context, describe(bytes, steady_clock::now() - began));
 }
 
 }  // namespace

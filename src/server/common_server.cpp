@@ -18,28 +18,25 @@ constexpr auto kProbeLimit = std::chrono::seconds(2);
 constexpr unsigned char kTlsHandshakeRecord = 0x16;  // the first byte of a ClientHello
 
 // The first byte without consuming it: TLS and plain clients are told apart by it.
+// Tried before waiting: a client sends its first bytes right after connecting.
 awaitable<std::optional<unsigned char>> peek_first_byte(tcp::socket& s) {
   for (;;) {
-    auto [ec] = co_await s.async_wait(tcp::socket::wait_read, nothrow);
-    if (ec) co_return std::nullopt;
     unsigned char c = 0;
-    const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK);
+    const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 1) co_return c;
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
       co_return std::nullopt;
+    auto [ec] = co_await s.async_wait(tcp::socket::wait_read, nothrow);
+    if (ec) co_return std::nullopt;
   }
 }
 
-std::string peer_of(const tcp::socket& s) {
+// The peer as logged, and the source its failed logins are counted under.
+std::pair<std::string, std::string> peer_and_source(const tcp::socket& s) {
   error_code ec;
   auto ep = s.remote_endpoint(ec);
-  return ec ? std::string("unknown peer") : to_string(ep);
-}
-
-std::string source_of(const tcp::socket& s) {
-  error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  return ec ? std::string("unknown") : LoginThrottle::source_of(ep.address());
+  if (ec) return {"unknown peer", "unknown"};
+  return {to_string(ep), LoginThrottle::source_of(ep.address())};
 }
 
 std::string seconds(steady_clock::duration d) {
@@ -134,8 +131,10 @@ awaitable<void> CommonServer::handle(tcp::socket s) {
   // Accepted just before stop() but started after it: stop() never saw this
   // socket, so it must not begin a handshake that only its deadline would end.
   if (stopping_) co_return;
-  const auto peer = peer_of(s);
-  const auto source = source_of(s);
+  // Named members, not a structured binding: GCC 12 keeps those off the coroutine frame.
+  const auto who = peer_and_source(s);
+  const std::string& peer = who.first;
+  const std::string& source = who.second;
   std::optional<std::shared_ptr<AppGroup>> group;
   {
     if (unauthenticated_.size() >= config_.max_handshakes) {

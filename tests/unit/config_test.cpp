@@ -164,7 +164,7 @@ TEST(ServerConfig, UnknownTopLevelKey) {
       Problems{
           "server.json: bnid: expected one of the keys allow_ports, bind, group_defaults, groups, "
           "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
-          "token, got "
+          "token, zero_copy, got "
           "an unknown key"});
 }
 
@@ -210,6 +210,17 @@ TEST(ServerConfig, MaxHandshakes) {
   EXPECT_EQ(server_problems(R"({"max_handshakes":10001})"), Problems{want + "10001"});
   EXPECT_EQ(server_problems(R"({"max_handshakes":"64"})"), Problems{want + "\"64\""});
   EXPECT_EQ(parse_server_config(R"({"max_handshakes":64})", "s").max_handshakes, 64u);
+}
+
+// zero_copy: splice(2) between plain streams, on unless set to false.
+TEST(ServerConfig, ZeroCopy) {
+  EXPECT_TRUE(parse_server_config("{}", "s").zero_copy);
+  EXPECT_FALSE(parse_server_config(R"({"zero_copy": false})", "s").zero_copy);
+  EXPECT_TRUE(parse_server_config(R"({"zero_copy": true})", "s").zero_copy);
+  EXPECT_EQ(server_problems(R"({"zero_copy": "no"})"),
+            Problems{R"(server.json: zero_copy: expected true or false, got "no")"});
+  EXPECT_EQ(server_problems(R"({"zero_copy": 0})"),
+            Problems{"server.json: zero_copy: expected true or false, got 0"});
 }
 
 TEST(ServerConfig, HeartbeatTimeout) {
@@ -306,7 +317,7 @@ TEST(ServerConfig, SeveralErrorsReportedTogether) {
       (Problems{
           "server.json: extra: expected one of the keys allow_ports, bind, group_defaults, groups, "
           "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
-          "token, got "
+          "token, zero_copy, got "
           "an unknown key",
           R"(server.json: bind: expected "host:port", got "x")",
           "server.json: heartbeat_timeout_s: expected an integer from 1 to 3600, got 0",
@@ -382,10 +393,11 @@ TEST(ClientConfig, InvalidJson) {
 }
 
 TEST(ClientConfig, UnknownKeysAtEachLevel) {
-  EXPECT_EQ(client_problems(R"({"group":"home","token":"t","apps":[)" + kApp + R"(],"sever":"x"})"),
-            Problems{"apps.json: sever: expected one of the keys apps, group, "
-                     "heartbeat_interval_s, log_level, server, tls, token, token_file, got an "
-                     "unknown key"});
+  EXPECT_EQ(
+      client_problems(R"({"group":"home","token":"t","apps":[)" + kApp + R"(],"sever":"x"})"),
+      Problems{"apps.json: sever: expected one of the keys apps, group, "
+               "heartbeat_interval_s, log_level, server, tls, token, token_file, zero_copy, got an "
+               "unknown key"});
   EXPECT_EQ(client_problems(with_apps(
                 R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
             Problems{"apps.json: apps[0].remote: expected one of the keys allow_cidrs, bandwidth, "
@@ -409,6 +421,14 @@ TEST(ClientConfig, Group) {
                      ". -, got \"my home\""});
   EXPECT_EQ(client_problems(R"({"group":7,"token":"t","apps":[)" + kApp + "]}"),
             Problems{"apps.json: group: expected a string, got 7"});
+}
+
+TEST(ClientConfig, ZeroCopy) {
+  const auto base = R"({"group":"home","token":"t","apps":[)" + kApp + "]";
+  EXPECT_TRUE(parse_client_config(base + "}", "a", std::nullopt).zero_copy);
+  EXPECT_FALSE(parse_client_config(base + R"(,"zero_copy":false})", "a", std::nullopt).zero_copy);
+  EXPECT_EQ(client_problems(base + R"(,"zero_copy":null})"),
+            Problems{"apps.json: zero_copy: expected true or false, got null"});
 }
 
 TEST(ClientConfig, HeartbeatIntervalAndLogLevel) {
@@ -528,7 +548,7 @@ TEST(ClientConfig, SeveralErrorsReportedTogether) {
       "");
   EXPECT_EQ(
       p, (Problems{"apps.json: extra: expected one of the keys apps, group, heartbeat_interval_s, "
-                   "log_level, server, tls, token, token_file, got an unknown key",
+                   "log_level, server, tls, token, token_file, zero_copy, got an unknown key",
                    "apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . "
                    "-, got \"my home\"",
                    "apps.json: NTP_TOKEN: expected a non-empty token, got an empty value",

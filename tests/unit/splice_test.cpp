@@ -14,9 +14,10 @@ namespace {
 
 using namespace test;
 
-awaitable<SpliceResult> tracked_splice(LiveStreams& streams, Stream& a, Stream& b) {
+awaitable<SpliceResult> tracked_splice(LiveStreams& streams, Stream& a, Stream& b,
+                                       SpliceMode mode) {
   LiveStreams::Entry entry(streams, a.socket(), b.socket());
-  co_return co_await splice(a, b);
+  co_return co_await splice(a, b, {}, mode);
 }
 
 awaitable<error_code> send(Stream& s, std::string_view data) {
@@ -30,7 +31,17 @@ awaitable<std::string> read_n(Stream& s, std::size_t n) {
   co_return out;
 }
 
-enum class Path { plain, tls };
+// plain: buffered copy; zero_copy: splice(2) through a pipe; tls_zero_copy: zero
+// copy asked for over TLS, which must fall back to the buffered copy.
+enum class Path { plain, zero_copy, tls, tls_zero_copy };
+
+bool is_tls(Path p) {
+  return p == Path::tls || p == Path::tls_zero_copy;
+}
+SpliceMode mode_of(Path p) {
+  return p == Path::zero_copy || p == Path::tls_zero_copy ? SpliceMode::zero_copy
+                                                          : SpliceMode::buffered;
+}
 
 // user ⇄ a ══splice══ b ⇄ app: two real loopback pairs, spliced in the middle.
 // Over TLS, user–a is a TLS connection (as a data connection is) and b–app plain
@@ -39,7 +50,8 @@ enum class Path { plain, tls };
 class Splice : public ::testing::TestWithParam<Path> {
  protected:
   asio::io_context io;
-  StreamPair left = stream_pair(io, GetParam() == Path::tls);
+  const SpliceMode mode = mode_of(GetParam());
+  StreamPair left = stream_pair(io, is_tls(GetParam()));
   StreamPair right = stream_pair(io, false);
   Stream& user = left.client;
   Stream& a = left.server;
@@ -56,9 +68,9 @@ class Splice : public ::testing::TestWithParam<Path> {
       result = r;
     };
     if (tracked)
-      asio::co_spawn(io, tracked_splice(streams, a, b), done);
+      asio::co_spawn(io, tracked_splice(streams, a, b, mode), done);
     else
-      asio::co_spawn(io, splice(a, b), done);
+      asio::co_spawn(io, splice(a, b, {}, mode), done);
   }
 
   void half_close(Stream& s) {
@@ -77,12 +89,31 @@ class Splice : public ::testing::TestWithParam<Path> {
       EXPECT_TRUE(ended()) << "splice did not end once both peers closed";
     }
   }
+
+  // Every byte by splice(2) on the zero-copy path, none on the others.
+  void expect_path(std::uint64_t total) {
+    if (GetParam() == Path::zero_copy)
+      EXPECT_EQ(result->zero_copy, total) << "bytes took the buffered path";
+    else
+      EXPECT_EQ(result->zero_copy, 0u) << "bytes took the zero-copy path";
+  }
 };
 
-INSTANTIATE_TEST_SUITE_P(Paths, Splice, ::testing::Values(Path::plain, Path::tls),
+INSTANTIATE_TEST_SUITE_P(Paths, Splice,
+                         ::testing::Values(Path::plain, Path::zero_copy, Path::tls,
+                                           Path::tls_zero_copy),
                          [](const auto& info) {
-                           return info.param == Path::tls ? std::string("Tls")
-                                                          : std::string("Plain");
+                           switch (info.param) {
+                             case Path::plain:
+                               return std::string("Plain");
+                             case Path::zero_copy:
+                               return std::string("ZeroCopy");
+                             case Path::tls:
+                               return std::string("Tls");
+                             case Path::tls_zero_copy:
+                               return std::string("TlsZeroCopyFallsBack");
+                           }
+                           return std::string();
                          });
 
 TEST_P(Splice, BytesBothWaysWithCounts) {
@@ -106,6 +137,7 @@ TEST_P(Splice, BytesBothWaysWithCounts) {
   ASSERT_TRUE(ended()) << "splice did not end after both directions closed";
   EXPECT_EQ(result->a_to_b, 5u);
   EXPECT_EQ(result->b_to_a, 7u);
+  expect_path(12);
 }
 
 // The user finishes sending (shutdown of its write side) and still gets the reply.
@@ -162,6 +194,29 @@ TEST_P(Splice, LargeTransferBothWaysAtOnce) {
   ASSERT_TRUE(ended());
   EXPECT_EQ(result->a_to_b, kSize);
   EXPECT_EQ(result->b_to_a, kSize);
+  expect_path(2 * kSize);
+}
+
+// Bytes a stream read ahead of the splice (a user's first bytes behind the start
+// frame) cross first, in order, on every path.
+TEST_P(Splice, BytesReadAheadCrossFirst) {
+  std::string head, at_app;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await send(user, "0123456789");
+    head = co_await read_n(a, 4);  // a keeps what it read past these 4 bytes
+  }));
+  ASSERT_EQ(head, "0123");
+  start();
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    at_app = co_await read_n(app, 6);
+    co_await send(user, "abc");
+    at_app += co_await read_n(app, 3);
+    co_await user.shutdown_send();
+    co_await app.shutdown_send();
+  }));
+  EXPECT_EQ(at_app, "456789abc");
+  ASSERT_TRUE(ended());
+  EXPECT_EQ(result->a_to_b, 9u);
 }
 
 // A reset on one side ends both directions; the other peer sees its stream end.

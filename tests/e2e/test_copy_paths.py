@@ -1,0 +1,103 @@
+"""How bytes cross the daemons (issue 6): with "tls": false both daemons move
+them with splice(2) (zero copy, the default), or through a buffer with
+"zero_copy": false; over TLS they always go through a buffer. Every path must
+carry large transfers intact, keep half-close, serve many users at once, and
+pass on a user's first bytes (sent before the tunnel is set up) in order.
+Which path carried a stream shows in the daemons' debug line
+"stream closed after ... (N zero-copy)"."""
+
+import os
+import socket
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+LOG_CLOSED = r"group=home app=echo conn=\d+: stream closed after [\d.]+ s, " \
+             r"(?P<bytes_in>\d+) bytes in, (?P<bytes_out>\d+) bytes out \((?P<zc>\d+) zero-copy\)"
+BIG = 24 * 1024 * 1024
+USERS = 100
+
+
+class CopyPathsTest(h.TunnelTestCase):
+    def tunnel(self, tls, zero_copy):
+        """Server and client with the same settings; returns (server, client, port)."""
+        keys = {} if tls else {"tls": False}
+        if zero_copy is not None:
+            keys["zero_copy"] = zero_copy
+        server = self.start_server(self.server_config(**keys))
+        echo = self.echo_server()
+        client = self.start_client(self.client_config(server, [h.app("echo", echo.port, 0)],
+                                                      **keys))
+        return server, client, self.wait_app(client, "echo")
+
+    def zero_copy_counts(self, daemon, streams):
+        """The zero-copy byte counts of the first `streams` streams the daemon closed."""
+        daemon.wait_log(LOG_CLOSED, count=streams, timeout=30)
+        return [int(m.group("zc")) for m in daemon.findall(LOG_CLOSED)]
+
+    def exercise(self, port):
+        """Large transfer, half-close, first bytes before setup, many users."""
+        # 24 MiB each way on one stream, checked end to end.
+        sent, got, n = h.stream_sha256(port, BIG, timeout=120)
+        self.assertEqual(n, BIG)
+        self.assertEqual(sent, got, "bytes changed in transit")
+        # Half-close: the user stops sending and still gets the whole reply.
+        with h.connect(port) as s:
+            s.sendall(b"request")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(h.recv_exact(s, 7), b"request")
+            h.wait_closed(s, h.STEP_S, "the stream after both halves closed")
+        # First bytes sent together with the connect, before any answer:
+        # they ride along with the start frame and must come back first, in order.
+        with h.connect(port) as s:
+            s.sendall(b"early-" * 1000)
+            self.assertEqual(h.recv_exact(s, 6000), b"early-" * 1000)
+            self.assertEqual(h.roundtrip(s, b"later"), b"later")
+        # Many users at once, each with its own bytes.
+        failures = []
+
+        def user(i):
+            try:
+                data = os.urandom(4096) + str(i).encode()
+                if h.exchange(port, data, timeout=30) != data:
+                    failures.append(f"user {i}: wrong echo")
+            except (OSError, AssertionError) as e:
+                failures.append(f"user {i}: {e}")
+
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(USERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(failures, [])
+        return 3 + USERS  # streams opened
+
+    def test_plain_default_is_zero_copy(self):
+        server, client, port = self.tunnel(tls=False, zero_copy=None)
+        streams = self.exercise(port)
+        for d in (server, client):
+            counts = self.zero_copy_counts(d, streams)
+            self.assertGreaterEqual(counts[0], 2 * BIG - 64 * 1024,
+                                    f"{d.name}: the large transfer was not zero-copy")
+            self.assertTrue(all(c > 0 for c in counts), f"{d.name}: a stream was copied")
+
+    def test_plain_buffered_when_zero_copy_false(self):
+        server, client, port = self.tunnel(tls=False, zero_copy=False)
+        streams = self.exercise(port)
+        for d in (server, client):
+            self.assertEqual(set(self.zero_copy_counts(d, streams)), {0},
+                             f"{d.name}: zero copy used although \"zero_copy\": false")
+
+    def test_tls_falls_back_to_buffered(self):
+        server, client, port = self.tunnel(tls=True, zero_copy=True)
+        streams = self.exercise(port)
+        for d in (server, client):
+            self.assertEqual(set(self.zero_copy_counts(d, streams)), {0},
+                             f"{d.name}: zero copy over TLS is impossible")
+
+
+if __name__ == "__main__":
+    unittest.main()
