@@ -9,8 +9,9 @@ import statistics
 import sys
 from collections import defaultdict
 
-PATHS = ["direct", "socat", "haproxy", "haproxy2", "ssh", "ntp", "ntp-tls"]
-LABEL = {"ssh": "ssh -R (AES-128-GCM)"}
+PATHS = ["direct", "socat", "haproxy", "haproxy2", "ssh", "ntp", "ntp-copy", "ntp-tls"]
+LABEL = {"ssh": "ssh -R (AES-128-GCM)", "ntp": "ntp (zero copy)",
+         "ntp-copy": "ntp (\"zero_copy\": false)"}
 REFS = ["direct", "socat", "haproxy2"]
 
 # metric, header, format, better ("hi" or "lo")
@@ -136,6 +137,17 @@ def main():
             rows.append([LABEL.get(p, p)] +
                         [fmt(median_ratio(data, p, ref, m), "{:.2f}×") for m, _, _, _ in cols])
         w(table(["path"] + [h for _, h, _, _ in cols], rows))
+        w()
+
+    if "ntp" in data and "ntp-copy" in data:
+        w("## Zero copy (splice(2)) against the buffered copy")
+        w()
+        w("ntp ÷ ntp with \"zero_copy\": false, median of per-run ratios: the figure "
+          "that decides the default (zero copy stays on only where it wins or ties).")
+        w()
+        w(table(["path"] + [h for _, h, _, _ in cols],
+                [["ntp (zero copy)"] + [fmt(median_ratio(data, "ntp", "ntp-copy", m), "{:.2f}×")
+                                        for m, _, _, _ in cols]]))
         w()
 
     w("## Memory per held connection, per relay process")
