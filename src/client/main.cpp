@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     for (auto& p : e.problems()) std::cerr << p << "\n";
     return kExitConfig;
   }
-  asio::io_context io(1);
+  asio::io_context io(1);  // one loop thread: see the server's main.cpp for why
   std::optional<Client> client;
   try {
     client.emplace(io.get_executor(), cfg);  // loads the TLS files, if any

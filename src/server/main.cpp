@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
     token = *configured;
   }
 
+  // One loop thread. Measured against the splice on two more loops (an io_context
+  // per thread, and one io_context shared by two threads with a strand per stream;
+  // bench/experiments/threads.patch): on 2 cores no throughput gained, conn/s 11%
+  // lower, and with the shared loop RR latency 38% higher. README, Performance.
   asio::io_context io(1);
   if (f.check) {
     try {
