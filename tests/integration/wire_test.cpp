@@ -383,6 +383,57 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
   EXPECT_EQ(at_user, "reply");
 }
 
+// A pooled data connection that died unnoticed (the client closed it) is skipped:
+// the user gets the next one, with start and every byte it sent, in order, even
+// bytes the server had already sent along with start on the dead one.
+TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
+  start_server();
+  RawPeer control(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await control.login(server_port, "home", kToken, session);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!ec) ec = co_await control.register_apps(apps, reg);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << control.peer_error;
+  const auto app_port = reg.apps.at(0).remote_port;
+
+  RawPeer stale(io), good(io);  // pooled in this order: the stale one is taken first
+  error_code stale_ec, good_ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    stale_ec = co_await stale.data_login(server_port, session);
+    if (!stale_ec) good_ec = co_await good.data_login(server_port, session);
+  }));
+  ASSERT_FALSE(stale_ec) << stale_ec.message();
+  ASSERT_FALSE(good_ec) << good_ec.message();
+  stale.socket.close();
+
+  tcp::socket user(io);
+  msg::Start start;
+  const std::string first = "first bytes", second = " and more";
+  std::string at_data(first.size() + second.size(), '\0');
+  std::string at_user(5, '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user.async_connect(loopback(app_port), nothrow);
+    co_await asio::async_write(user, asio::buffer(first), nothrow);
+    good_ec = co_await good.expect(start);
+    if (good_ec) co_return;
+    const Message connected = msg::Connected{};
+    good_ec = co_await good.send(connected);
+    co_await asio::async_write(user, asio::buffer(second), nothrow);
+    good_ec = co_await good.stream.read_exact(asio::buffer(at_data));
+    const std::string reply = "reply";
+    co_await good.stream.write_all(asio::buffer(reply));
+    co_await asio::async_read(user, asio::buffer(at_user), nothrow);
+  })) << "the user was not served by the second pooled connection";
+  EXPECT_FALSE(good_ec) << good_ec.message() << " " << good.peer_error;
+  EXPECT_EQ(start.app, "app");
+  EXPECT_EQ(at_data, first + second);
+  EXPECT_EQ(at_user, "reply");
+}
+
 // A session that ends closes its listeners and its waiting users at
 // once (not after the 10 s a user may wait for a data connection).
 TEST_F(WireTest, SessionEndClosesWaitingUsersAndPorts) {
