@@ -20,6 +20,26 @@ class WireTest : public TunnelTest {
  protected:
   WireTest() { server_cfg.tls.reset(); }
 
+  // Starts the server, logs `control` in as "home" and registers one app, "app", on
+  // a port the server picks. Returns that port; 0 (the test failed) if any step did.
+  std::uint16_t start_with_one_app(RawPeer& control, RawSession& session) {
+    start_server();
+    msg::Registered reg;
+    error_code ec;
+    const bool ran = run(io, [&]() -> awaitable<void> {
+      ec = co_await control.login(server_port, "home", kToken, session);
+      const std::vector<msg::AppRequest> apps{{"app", 0}};
+      if (!ec) ec = co_await control.register_apps(apps, reg);
+    });
+    EXPECT_TRUE(ran) << "login and registration did not finish";
+    EXPECT_FALSE(ec) << ec.message() << " " << control.peer_error;
+    if (!ran || ec || reg.apps.size() != 1 || !reg.apps[0].error.empty()) {
+      ADD_FAILURE() << "the app was not registered";
+      return 0;
+    }
+    return reg.apps[0].remote_port;
+  }
+
   // Logs in, registers no app, lets `offend` misbehave on the control connection and
   // expects the server to end the session for it.
   void expect_session_ended_by(const std::function<awaitable<void>(RawPeer&)>& offend,
@@ -310,19 +330,10 @@ TEST_F(WireTest, GroupPolicyAllowPortsAndMaxApps) {
 
 // A data connection that fails its proof is refused and never carries a user.
 TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
-  start_server();
   RawPeer control(io);
   RawSession session;
-  msg::Registered reg;
-  error_code ec;
-  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    ec = co_await control.login(server_port, "home", kToken, session);
-    const std::vector<msg::AppRequest> apps{{"app", 0}};
-    if (!ec) ec = co_await control.register_apps(apps, reg);
-  }));
-  ASSERT_FALSE(ec) << ec.message() << " " << control.peer_error;
-  ASSERT_EQ(reg.apps.at(0).error, "");
-  const auto app_port = reg.apps[0].remote_port;
+  const auto app_port = start_with_one_app(control, session);
+  ASSERT_NE(app_port, 0);
 
   // 1. A forged data connection is refused with an error frame and closed.
   RawPeer forged(io);
@@ -387,18 +398,10 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
 // the user gets the next one, with start and every byte it sent, in order, even
 // bytes the server had already sent along with start on the dead one.
 TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
-  start_server();
   RawPeer control(io);
   RawSession session;
-  msg::Registered reg;
-  error_code ec;
-  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
-    ec = co_await control.login(server_port, "home", kToken, session);
-    const std::vector<msg::AppRequest> apps{{"app", 0}};
-    if (!ec) ec = co_await control.register_apps(apps, reg);
-  }));
-  ASSERT_FALSE(ec) << ec.message() << " " << control.peer_error;
-  const auto app_port = reg.apps.at(0).remote_port;
+  const auto app_port = start_with_one_app(control, session);
+  ASSERT_NE(app_port, 0);
 
   RawPeer stale(io), good(io);  // pooled in this order: the stale one is taken first
   error_code stale_ec, good_ec;
