@@ -86,7 +86,8 @@ class Stream {
   std::unique_ptr<char[]> ahead_;
   std::size_t ahead_pos_ = 0, ahead_end_ = 0;
   std::string failure_;
-  bool want_write_ = false;  // the last read needs the socket writable first
+  bool want_write_ = false;    // the last read needs the socket writable first
+  bool read_blocked_ = false;  // the last read stopped for want of more bytes
 };
 
 // The frame functions in frame.hpp and message.hpp read and write through these.

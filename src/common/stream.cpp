@@ -134,6 +134,7 @@ std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
     return take_ahead(b);
   }
   want_write_ = false;
+  read_blocked_ = false;
   // Never hand OpenSSL a descriptor number that was closed: it may be reused.
   if (!socket_.is_open()) {
     ec = asio::error::bad_descriptor;
@@ -149,6 +150,7 @@ std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
   const int e = SSL_get_error(ssl_.get(), r);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
     want_write_ = e == SSL_ERROR_WANT_WRITE;
+    read_blocked_ = e == SSL_ERROR_WANT_READ;
     ec = asio::error::would_block;
     return 0;
   }
@@ -158,7 +160,10 @@ std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
 
 awaitable<error_code> Stream::wait_readable() {
   if (ahead_pos_ < ahead_end_) co_return error_code{};
-  if (ssl_ && !want_write_ && SSL_has_pending(ssl_.get())) co_return error_code{};
+  // Bytes OpenSSL holds are worth a read only if the last read did not stop for
+  // want of more: after WANT_READ they are a partial record, and returning at
+  // once would spin without ever letting the loop run.
+  if (ssl_ && !want_write_ && !read_blocked_ && SSL_has_pending(ssl_.get())) co_return error_code{};
   co_return co_await wait_for(want_write_ ? SSL_ERROR_WANT_WRITE : SSL_ERROR_WANT_READ);
 }
 

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <array>
+#include <csignal>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -345,6 +350,75 @@ TEST(LiveStreams, EntriesComeAndGo) {
     EXPECT_EQ(streams.size(), 1u);
   }
   EXPECT_EQ(streams.size(), 0u);
+}
+
+// Relays bytes from one socket to another; once `slow` is set, one byte a
+// millisecond, so TLS records arrive in pieces.
+awaitable<void> trickle(tcp::socket& from, tcp::socket& to, const bool& slow) {
+  std::array<char, 4096> buf{};
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), nothrow);
+    if (ec) break;
+    for (std::size_t i = 0; i < n;) {
+      const std::size_t k = slow ? 1 : n - i;
+      if (auto [wec, w] = co_await asio::async_write(to, asio::buffer(buf.data() + i, k), nothrow);
+          wec)
+        co_return;
+      i += k;
+      if (slow) co_await sleep_for(1ms);
+    }
+  }
+  error_code ignored;
+  to.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// A TLS record that arrives in pieces: the splice must wait for the rest on the
+// socket, not spin on the partial record OpenSSL holds (a spin never yields, so
+// here, in one thread, nothing would move again: the alarm ends the test).
+TEST(SpliceTls, ARecordArrivingInPiecesIsWaitedFor) {
+  std::signal(SIGALRM, [](int) {
+    static constexpr char kWhy[] = "the splice spun on a partial TLS record (20 s alarm)\n";
+    [[maybe_unused]] auto n = ::write(2, kWhy, sizeof kWhy - 1);
+    std::_Exit(1);
+  });
+  ::alarm(20);
+  asio::io_context io;
+  auto [client_sock, relay_in] = tcp_pair(io);
+  auto [relay_out, server_sock] = tcp_pair(io);
+  Stream client(std::move(client_sock)), server(std::move(server_sock));
+  static const TlsContext client_ctx = test_client_tls(), server_ctx = test_server_tls();
+  client.start_tls(client_ctx);
+  server.start_tls(server_ctx);
+  bool slow = false;
+  asio::co_spawn(io, trickle(relay_in, relay_out, slow), asio::detached);
+  asio::co_spawn(io, trickle(relay_out, relay_in, slow), asio::detached);
+  error_code cec, sec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    std::tie(cec, sec) = co_await (client.handshake() && server.handshake());
+  }));
+  ASSERT_FALSE(cec || sec) << cec.message() << " / " << sec.message();
+
+  auto right = stream_pair(io, false);
+  std::optional<SpliceResult> result;
+  asio::co_spawn(io, splice(server, right.client),
+                 [&](std::exception_ptr, SpliceResult r) { result = r; });
+  slow = true;
+  const std::string message(300, 'x');
+  std::string at_app(message.size(), '\0');
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        co_await client.write_all(asio::buffer(message));
+        co_await right.server.read_exact(asio::buffer(at_app));
+      },
+      15s))
+      << "the bytes did not cross";
+  EXPECT_EQ(at_app, message);
+  client.close();
+  right.server.close();
+  EXPECT_TRUE(wait_until(
+      io, [&] { return result.has_value(); }, 5s));
+  ::alarm(0);
 }
 
 }  // namespace
