@@ -80,9 +80,11 @@ class CopyPathsTest(h.TunnelTestCase):
         streams = self.exercise(port)
         for d in (server, client):
             counts = self.zero_copy_counts(d, streams)
+            # Bytes that arrive together with a frame (the user's first bytes behind
+            # `start`, a reply behind `connected`) are read with it and copied, so a
+            # short stream may be copied whole; the bulk of a long one may not.
             self.assertGreaterEqual(counts[0], 2 * BIG - 64 * 1024,
                                     f"{d.name}: the large transfer was not zero-copy")
-            self.assertTrue(all(c > 0 for c in counts), f"{d.name}: a stream was copied")
 
     def test_plain_buffered_when_zero_copy_false(self):
         server, client, port = self.tunnel(tls=False, zero_copy=False)
