@@ -17,7 +17,7 @@ constexpr std::size_t kPooledPipes = 16;    // free pipes kept per thread (two d
 // Pipe capacity asked for: 256 KiB moved 1-16 streams 5-15% faster than the
 // default 64 KiB on loopback; 1 MiB no faster again, and pipes past the user's
 // pipe-user-pages-soft quota would be cut to one page.
-constexpr int kPipeSize = 256 * 1024;  // free buffers or pipes kept per thread
+constexpr int kPipeSize = 256 * 1024;
 
 // Buffers and pipes are lent only while bytes flow, so thousands of idle streams
 // cost neither memory nor descriptors. Per thread: each io_context thread has its
@@ -108,7 +108,7 @@ awaitable<bool> pace_out(const std::vector<TokenBucket*>& buckets, std::size_t n
   co_return true;
 }
 
-enum class Moved { some, drained, eof, failed };
+enum class Moved { drained, eof, failed };
 
 // Moves what `from` has now through a borrowed buffer (TLS, paced, or no pipe).
 awaitable<Moved> copy_ready(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace,

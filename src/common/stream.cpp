@@ -126,7 +126,7 @@ awaitable<error_code> Stream::fill_ahead() {
 
 std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
   if (!ssl_) {
-    if (ahead_pos_ == ahead_end_) {
+    if (!has_buffered()) {
       ahead_.reset();
       return socket_.read_some(b, ec);
     }
@@ -159,7 +159,7 @@ std::size_t Stream::read_now(asio::mutable_buffer b, error_code& ec) {
 }
 
 awaitable<error_code> Stream::wait_readable() {
-  if (ahead_pos_ < ahead_end_) co_return error_code{};
+  if (has_buffered()) co_return error_code{};
   // Bytes OpenSSL holds are worth a read only if the last read did not stop for
   // want of more: after WANT_READ they are a partial record, and returning at
   // once would spin without ever letting the loop run.
@@ -169,10 +169,10 @@ awaitable<error_code> Stream::wait_readable() {
 
 awaitable<std::tuple<error_code, std::size_t>> Stream::read_some(asio::mutable_buffer b) {
   if (!ssl_) {
-    if (ahead_pos_ == ahead_end_ && b.size() >= kReadAhead)
-      co_return co_await socket_.async_read_some(b, nothrow);
-    if (ahead_pos_ == ahead_end_)
+    if (!has_buffered()) {
+      if (b.size() >= kReadAhead) co_return co_await socket_.async_read_some(b, nothrow);
       if (auto ec = co_await fill_ahead()) co_return std::tuple{ec, std::size_t{0}};
+    }
     co_return std::tuple{error_code{}, take_ahead(b)};
   }
   for (;;) {

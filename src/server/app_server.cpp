@@ -65,11 +65,15 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     if (auto* b = q->down()) pace.b_to_a.push_back(b);
   }
 
-  // The user's first bytes, if already here, go right behind `start`: the client
-  // then forwards them as soon as it reaches the local app instead of waiting for
-  // us. They are kept until the client answers, for a retry on another connection.
-  std::string early(kEarlyData, '\0');
-  early.resize(user.read_now(asio::buffer(early), ec));
+  // The start frame, then the user's first bytes if already here: the client
+  // forwards them as soon as it reaches the local app instead of waiting for us.
+  // Kept until the client answers, for a retry on another connection.
+  const Message start = msg::Start{app, conn};
+  std::string opening = frame_bytes(encode(start));
+  const auto frame_size = opening.size();
+  opening.resize(frame_size + kEarlyData);
+  opening.resize(frame_size +
+                 user.read_now(asio::buffer(opening.data() + frame_size, kEarlyData), ec));
   if (ec && ec != asio::error::would_block && ec != asio::error::eof) {
     spdlog::debug("{}: user {} left before a data connection was ready: {}", context, user_peer,
                   ec.message());
@@ -86,8 +90,6 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
       co_return;
     }
     SocketSet::Entry starting(group->starting(), data->socket());
-    const Message start = msg::Start{app, conn};
-    const auto opening = frame_bytes(encode(start)) + early;
     if (co_await data->write_all(asio::buffer(opening))) {
       data.reset();  // went stale while idle in the pool: try the next one
       continue;
@@ -116,7 +118,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     spdlog::warn("{}: closing user {}: no working data connection", context, user_peer);
     co_return;
   }
-  std::string().swap(early);  // a held stream keeps no buffer
+  std::string().swap(opening);  // a held stream keeps no buffer
   LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
