@@ -1,7 +1,9 @@
-// Login and data-connection proofs: HMAC-SHA256 over fresh nonces (docs/protocol.md).
+// Login and data-connection proofs: HMAC-SHA256 over fresh nonces and sequence
+// numbers (docs/protocol.md).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -39,8 +41,10 @@ struct DataProofs {
   std::string client;
   std::string server;
 };
-DataProofs data_proofs(std::string_view data_key, std::string_view session,
-                       std::string_view client_nonce, std::string_view server_nonce,
+// A data connection proves itself in its first message, without waiting for a
+// challenge: its `seq`, unique within the session and checked by the server
+// (ReplayWindow), is what a challenge's nonce would be.
+DataProofs data_proofs(std::string_view data_key, std::string_view session, std::uint64_t seq,
                        std::string_view binding);
 
 }  // namespace ntp

@@ -10,14 +10,20 @@
 namespace ntp {
 
 // SO_REUSEADDR (a restarted daemon rebinds at once), dual-stack on "::", backlog 1024.
+// TCP_NODELAY and SO_KEEPALIVE are set on the listener: accepted sockets inherit
+// them, which saves two setsockopt calls per connection.
 tcp::acceptor open_listener(const asio::any_io_executor& ex, const tcp::endpoint& ep,
                             error_code& ec);
+
+struct Accepted {
+  tcp::socket socket;
+  tcp::endpoint peer;  // from accept() itself: no getpeername per connection
+};
 
 // The next connection, or nullopt once the acceptor is closed. On EMFILE and the
 // like it backs off briefly (logging, rate-limited, under `context`) instead of
 // spinning, so existing streams are untouched.
-awaitable<std::optional<tcp::socket>> accept_next(tcp::acceptor& acceptor,
-                                                  const std::string& context);
+awaitable<std::optional<Accepted>> accept_next(tcp::acceptor& acceptor, const std::string& context);
 
 // The endpoint for "host" + port when host is an IP literal; nullopt for DNS names.
 std::optional<tcp::endpoint> literal_endpoint(const std::string& host, std::uint16_t port);

@@ -23,7 +23,9 @@ struct Welcome {
   int heartbeat_timeout_s = 0;
 };
 struct DataLogin {
-  std::string session, nonce, proof;
+  std::string session;
+  std::uint64_t seq = 0;  // this data connection's number within the session: never reused
+  std::string proof;
 };
 struct DataOk {
   std::string proof;

@@ -47,6 +47,8 @@ class Stream {
   awaitable<error_code> wait_readable();
   // Bytes this stream has read from its socket but not handed out yet.
   bool has_buffered() const { return ahead_pos_ < ahead_end_; }
+  // The same, counting bytes OpenSSL has decrypted and not handed out.
+  bool has_pending() const { return has_buffered() || (ssl_ && SSL_pending(ssl_.get()) > 0); }
   awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer b);
   awaitable<error_code> read_exact(asio::mutable_buffer b);
   awaitable<error_code> write_all(asio::const_buffer b);

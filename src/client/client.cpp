@@ -20,6 +20,14 @@ std::optional<TlsContext> client_tls(const ClientConfig& cfg) {
 }
 
 // What a failed TLS handshake means to the user.
+// The magic prefix, with `then` behind it in the same write.
+awaitable<error_code> write_prefix(Stream& s, std::string_view then = {}) {
+  const auto prefix = client_prefix();
+  std::string out(prefix.begin(), prefix.end());
+  out += then;
+  co_return co_await s.write_all(asio::buffer(out));
+}
+
 std::string handshake_failure(const Stream& s, error_code ec) {
   if (ec.category() == tls_category()) {
     const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
@@ -106,9 +114,9 @@ awaitable<std::string> Client::session(bool& logged_in) {
   co_return why;
 }
 
-// On a connected socket: TLS (when on) with the pin checked, then the magic prefix.
-// Returns an error with `why` saying what it means to the user.
-awaitable<error_code> Client::open_stream(Stream& s, std::string& why) {
+// TLS (when on) with the pin checked. Returns an error with `why` saying what it
+// means to the user.
+awaitable<error_code> Client::secure(Stream& s, std::string& why) {
   if (tls_) {
     s.start_tls(*tls_);
     if (auto ec = co_await s.handshake()) {
@@ -124,8 +132,12 @@ awaitable<error_code> Client::open_stream(Stream& s, std::string& why) {
       co_return make_error_code(ProtocolError::unexpected_message);
     }
   }
-  const auto prefix = client_prefix();
-  co_return co_await s.write_all(asio::buffer(prefix));
+  co_return error_code{};
+}
+
+awaitable<error_code> Client::open_stream(Stream& s, std::string& why) {
+  if (auto ec = co_await secure(s, why)) co_return ec;
+  co_return co_await write_prefix(s);
 }
 
 awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
@@ -231,40 +243,61 @@ void Client::dial(std::size_t n) {
     asio::co_spawn(ex_, data_connection(session_), LogFailure{context_ + ": data connection"});
 }
 
-awaitable<bool> Client::data_login(Stream& sock, const Session& s) {
-  if (co_await connect_any(sock.socket(), s.server, kConnectTimeout)) co_return false;
+// Connects and proves itself in its first write, so an idle connection costs one
+// round trip less; the server's proof (data_ok) comes with `start`. The proofs,
+// or nullopt if the connection could not be made.
+awaitable<std::optional<DataProofs>> Client::data_login(Stream& sock, const Session& s) {
+  if (co_await connect_any(sock.socket(), s.server, kConnectTimeout)) co_return std::nullopt;
   std::string why;
-  if (co_await open_stream(sock, why)) {
+  if (co_await secure(sock, why)) {
     if (!why.empty()) spdlog::warn("{}: data connection: {}", context_, why);
-    co_return false;
+    co_return std::nullopt;
   }
-  std::string buf;
-  msg::Challenge challenge;
-  if (co_await expect_message(sock, buf, challenge)) co_return false;
-  const auto nonce = random_hex(kNonceBytes);
-  auto proofs = data_proofs(s.data_key, s.id, nonce, challenge.nonce, sock.channel_binding());
-  const Message login = msg::DataLogin{s.id, nonce, proofs.client};
-  if (co_await write_message(sock, login)) co_return false;
-  msg::DataOk ok;
-  if (co_await expect_message(sock, buf, ok)) co_return false;
-  co_return proof_equal(proofs.server, ok.proof);
+  // Numbered once connected, so the numbers reach the server nearly in order.
+  const auto seq = data_seq_++;
+  auto proofs = data_proofs(s.data_key, s.id, seq, sock.channel_binding());
+  const Message login = msg::DataLogin{s.id, seq, proofs.client};
+  if (co_await write_prefix(sock, frame_bytes(encode(login)))) co_return std::nullopt;
+  co_return proofs;
+}
+
+// The frames the server sends an idle data connection: its proof, then `start`.
+// A challenge may come first (the server read the prefix alone); it is not for us.
+awaitable<std::optional<msg::Start>> Client::await_start(Stream& sock, const DataProofs& proofs) {
+  std::string buf, peer_error;
+  Message m;
+  if (co_await read_message(sock, buf, m)) co_return std::nullopt;
+  if (std::holds_alternative<msg::Challenge>(m) && co_await read_message(sock, buf, m))
+    co_return std::nullopt;
+  if (auto* e = std::get_if<msg::Error>(&m)) {
+    spdlog::warn("{}: data connection refused by the server: {}", context_, e->message);
+    co_return std::nullopt;
+  }
+  auto* ok = std::get_if<msg::DataOk>(&m);
+  if (!ok) co_return std::nullopt;
+  if (!proof_equal(ok->proof, proofs.server)) {
+    spdlog::warn(
+        "{}: a data connection's server could not prove it knows the session key: wrong server "
+        "or man in the middle",
+        context_);
+    co_return std::nullopt;
+  }
+  msg::Start start;
+  if (co_await expect_message(sock, buf, start)) co_return std::nullopt;
+  co_return start;
 }
 
 awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
   Stream sock(tcp::socket{ex_});
   SocketSet::Entry tracked(pool_, sock.socket());
-  auto ok = co_await with_timeout(data_login(sock, *s), kHandshakeTimeout);
-  if (!ok || !*ok) {
+  auto proofs = co_await with_timeout(data_login(sock, *s), kHandshakeTimeout);
+  if (!proofs || !*proofs) {
     if (session_ == s) spdlog::debug("{}: a data connection could not be set up", context_);
     co_return;
   }
-  std::string buf;
-  Message m;
-  auto ec = co_await read_message(sock, buf, m);  // idle in the pool until a user comes
+  auto start = co_await await_start(sock, **proofs);  // idle in the pool until a user comes
   tracked.release();
-  if (ec || session_ != s) co_return;  // the session ended, or the server let it go
-  auto* start = std::get_if<msg::Start>(&m);
-  if (!start) co_return;
+  if (!start || session_ != s) co_return;  // the session ended, or the server let it go
   // Refill the pool, but only up to its size: connections dialed for a burst of
   // users (need_data) are not replaced once used. Posted, so the dial starts after
   // this user's connection to the local app, which the user is waiting for.

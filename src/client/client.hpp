@@ -6,9 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "ntp/auth.hpp"
 #include "ntp/config.hpp"
 #include "ntp/control_channel.hpp"
 #include "ntp/live_streams.hpp"
+#include "ntp/message.hpp"
 #include "ntp/socket_set.hpp"
 #include "ntp/stream.hpp"
 #include "ntp/tls.hpp"
@@ -39,6 +41,9 @@ class Client {
   };
 
   awaitable<std::string> session(bool& logged_in);
+  // On a connected socket: TLS when on (after which the channel binding is known),
+  // then (open_stream) the magic prefix.
+  awaitable<error_code> secure(Stream& s, std::string& why);
   awaitable<error_code> open_stream(Stream& s, std::string& why);
   awaitable<bool> login(Stream& s, Session& out, std::string& why);
   awaitable<bool> register_apps(std::string& why);
@@ -46,7 +51,8 @@ class Client {
   awaitable<void> heartbeat(std::string& why);
   void dial(std::size_t n);
   awaitable<void> data_connection(std::shared_ptr<const Session> s);
-  awaitable<bool> data_login(Stream& stream, const Session& s);
+  awaitable<std::optional<DataProofs>> data_login(Stream& stream, const Session& s);
+  awaitable<std::optional<msg::Start>> await_start(Stream& stream, const DataProofs& proofs);
 
   asio::any_io_executor ex_;
   ClientConfig cfg_;
@@ -59,6 +65,7 @@ class Client {
   std::map<std::string, std::uint16_t> remote_ports_;
   asio::steady_timer retry_;
   LiveStreams streams_;
+  std::uint64_t data_seq_ = 0;  // numbers data connections; never reused (ReplayWindow)
   bool stopping_ = false;
 };
 

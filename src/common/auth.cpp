@@ -7,6 +7,7 @@
 
 #include <array>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace ntp {
@@ -55,11 +56,11 @@ LoginProofs login_proofs(std::string_view token, std::string_view group,
           hmac_hex(token, {"ntp1 data key", group, client_nonce, server_nonce, binding})};
 }
 
-DataProofs data_proofs(std::string_view data_key, std::string_view session,
-                       std::string_view client_nonce, std::string_view server_nonce,
+DataProofs data_proofs(std::string_view data_key, std::string_view session, std::uint64_t seq,
                        std::string_view binding) {
-  return {hmac_hex(data_key, {"ntp1 data", session, client_nonce, server_nonce, binding}),
-          hmac_hex(data_key, {"ntp1 data ok", session, client_nonce, server_nonce, binding})};
+  const auto n = std::to_string(seq);
+  return {hmac_hex(data_key, {"ntp1 data", session, n, binding}),
+          hmac_hex(data_key, {"ntp1 data ok", session, n, binding})};
 }
 
 }  // namespace ntp

@@ -1,8 +1,11 @@
 #include "ntp/listener.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "ntp/logging.hpp"
 
@@ -50,27 +53,27 @@ tcp::acceptor open_listener(const asio::any_io_executor& ex, const tcp::endpoint
   a.open(ep.protocol(), ec);
   if (ec) return a;
   a.set_option(asio::socket_base::reuse_address(true), ec);
+  error_code ignored;  // best effort, as in tune_socket
+  a.set_option(tcp::no_delay(true), ignored);
+  a.set_option(asio::socket_base::keep_alive(true), ignored);
   if (ep.address().is_v6() && ep.address().is_unspecified()) {
     error_code v6;  // some kernels force v6-only; then "::" serves IPv6 only
     a.set_option(asio::ip::v6_only(false), v6);
   }
-  error_code ignored;
   a.bind(ep, ec);
   if (!ec) a.listen(1024, ec);
   if (ec) a.close(ignored);
   return a;
 }
 
-awaitable<std::optional<tcp::socket>> accept_next(tcp::acceptor& acceptor,
-                                                  const std::string& context) {
+awaitable<std::optional<Accepted>> accept_next(tcp::acceptor& acceptor,
+                                               const std::string& context) {
   static RateLimit limit(5, std::chrono::seconds(10));
   static ReserveDescriptor reserve;
   for (;;) {
-    auto [ec, s] = co_await acceptor.async_accept(nothrow);
-    if (!ec) {
-      tune_socket(s);
-      co_return std::move(s);
-    }
+    tcp::endpoint peer;
+    auto [ec, s] = co_await acceptor.async_accept(peer, nothrow);
+    if (!ec) co_return Accepted{std::move(s), peer};
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return std::nullopt;
     const int shed = out_of_descriptors(ec) ? reserve.shed_pending(acceptor.native_handle()) : 0;
     std::uint64_t suppressed = 0;
@@ -109,13 +112,45 @@ awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve(const std::
   co_return std::pair{ec, std::move(out)};
 }
 
+namespace {
+
+error_code system_error_code(int err) {
+  return {err, asio::error::get_system_category()};
+}
+
+// One attempt. Not asio::async_connect: that polls the socket once more after the
+// reactor reports it writable, where SO_ERROR alone tells the outcome.
+awaitable<error_code> connect_one(tcp::socket& s, const tcp::endpoint& ep) {
+  error_code ec;
+  if (s.is_open()) s.close(ec);
+  s.open(ep.protocol(), ec);
+  if (!ec) s.non_blocking(true, ec);
+  if (ec) co_return ec;
+  tune_socket(s);
+  if (::connect(s.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0)
+    co_return error_code{};
+  if (errno != EINPROGRESS) co_return system_error_code(errno);
+  auto [wec] = co_await s.async_wait(tcp::socket::wait_write, nothrow);
+  if (wec) co_return wec;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  co_return err ? system_error_code(err) : error_code{};
+}
+
+awaitable<error_code> connect_first(tcp::socket& s, const std::vector<tcp::endpoint>& eps) {
+  error_code ec = asio::error::host_not_found;
+  for (auto& ep : eps)
+    if (!(ec = co_await connect_one(s, ep))) break;
+  co_return ec;
+}
+
+}  // namespace
+
 awaitable<error_code> connect_any(tcp::socket& s, const std::vector<tcp::endpoint>& eps,
                                   steady_clock::duration timeout) {
-  auto r = co_await with_timeout(asio::async_connect(s, eps, nothrow), timeout);
-  if (!r) co_return asio::error::timed_out;
-  auto [ec, ep] = *r;
-  if (!ec) tune_socket(s);
-  co_return ec;
+  auto r = co_await with_timeout(connect_first(s, eps), timeout);
+  co_return r ? *r : asio::error::timed_out;
 }
 
 }  // namespace ntp

@@ -70,7 +70,7 @@ json to_json(const Message& m) {
               {"heartbeat_timeout_s", x.heartbeat_timeout_s}};
     }
     json operator()(const msg::DataLogin& x) const {
-      return {{"type", "data"}, {"session", x.session}, {"nonce", x.nonce}, {"proof", x.proof}};
+      return {{"type", "data"}, {"session", x.session}, {"seq", x.seq}, {"proof", x.proof}};
     }
     json operator()(const msg::DataOk& x) const {
       return {{"type", "data_ok"}, {"proof", x.proof}};
@@ -166,7 +166,8 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     out = std::move(m);
   } else if (type == "data") {
     msg::DataLogin m;
-    if (!r.str("session", m.session) || !r.str("nonce", m.nonce) || !r.str("proof", m.proof))
+    if (!r.str("session", m.session) || !r.num("seq", m.seq, UINT64_MAX) ||
+        !r.str("proof", m.proof))
       return false;
     out = std::move(m);
   } else if (type == "data_ok") {

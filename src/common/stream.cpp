@@ -36,7 +36,8 @@ const boost::system::error_category& tls_category() {
 
 Stream::Stream(tcp::socket s) : socket_(std::move(s)) {
   error_code ignored;  // a closed socket stays closed; its reads fail
-  socket_.non_blocking(true, ignored);
+  // Asio remembers the mode: a socket it already made non-blocking costs no ioctl.
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ignored);
 }
 
 Stream::Stream(tcp::socket s, const TlsContext& ctx) : Stream(std::move(s)) {
@@ -45,7 +46,7 @@ Stream::Stream(tcp::socket s, const TlsContext& ctx) : Stream(std::move(s)) {
 
 void Stream::start_tls(const TlsContext& ctx) {
   error_code ignored;  // a client's socket is opened after construction: set it now
-  socket_.non_blocking(true, ignored);
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ignored);
   ssl_.reset(SSL_new(ctx.native()));
   if (!ssl_) throw TlsError("cannot create a TLS connection: " + openssl_error_text());
   SSL_set_fd(ssl_.get(), socket_.native_handle());

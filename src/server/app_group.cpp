@@ -131,33 +131,34 @@ void AppGroup::close(const std::string& why) {
   control_.close();
   activity_.cancel();
   for (auto& app : apps_) app->close();
-  for (auto& s : idle_) s.close();
+  for (auto& c : idle_) c.stream.close();
   idle_.clear();
   for (auto* w : waiters_) w->wake.cancel();  // they see no data connection and close
   waiters_.clear();
   starting_.close_all();
 }
 
-void AppGroup::add_data_connection(Stream s) {
+void AppGroup::add_data_connection(DataConnection c) {
   if (closed_) return;
   if (!waiters_.empty()) {
     auto* w = waiters_.front();
     waiters_.pop_front();
-    w->data.emplace(std::move(s));
+    w->data.emplace(std::move(c));
     w->wake.cancel();
     return;
   }
-  if (idle_.size() >= kDataPoolSize) return;  // `s` closes as it goes out of scope
-  idle_.push_back(std::move(s));
+  if (idle_.size() >= kDataPoolSize) return;  // `c` closes as it goes out of scope
+  idle_.push_back(std::move(c));
 }
 
-awaitable<std::optional<Stream>> AppGroup::take_data_connection(steady_clock::duration limit) {
+awaitable<std::optional<AppGroup::DataConnection>> AppGroup::take_data_connection(
+    steady_clock::duration limit) {
   auto self = shared_from_this();
   if (closed_) co_return std::nullopt;
   if (!idle_.empty()) {
-    auto s = std::move(idle_.front());
+    auto c = std::move(idle_.front());
     idle_.pop_front();
-    co_return std::move(s);
+    co_return std::move(c);
   }
   Waiter w{asio::steady_timer(control_.executor(), limit), std::nullopt};
   waiters_.push_back(&w);

@@ -13,6 +13,7 @@
 #include "ntp/control_channel.hpp"
 #include "ntp/limits.hpp"
 #include "ntp/socket_set.hpp"
+#include "replay_window.hpp"
 
 namespace ntp {
 
@@ -49,9 +50,18 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   // Ends the session: listeners, idle data connections and waiting users are closed.
   void close(const std::string& why);
 
+  // A data connection's `seq`: true the first time this session sees it.
+  bool accept_data_seq(std::uint64_t seq) { return data_seqs_.accept(seq); }
+
+  // An authenticated data connection and the data_ok frame it is owed. The frame
+  // goes out with `start`, so an idle connection costs the client no wake-up.
+  struct DataConnection {
+    Stream stream;
+    std::string data_ok;
+  };
   // The data-connection pool.
-  void add_data_connection(Stream s);
-  awaitable<std::optional<Stream>> take_data_connection(steady_clock::duration limit);
+  void add_data_connection(DataConnection c);
+  awaitable<std::optional<DataConnection>> take_data_connection(steady_clock::duration limit);
   // Data connections between "start" and the client's answer belong to the
   // session: close() closes them, so their users are closed at once too.
   SocketSet& starting() { return starting_; }
@@ -59,7 +69,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
  private:
   struct Waiter {
     asio::steady_timer wake;
-    std::optional<Stream> data;
+    std::optional<DataConnection> data;
   };
 
   msg::Registered register_apps(const msg::Register& req);
@@ -75,7 +85,8 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   ControlChannel control_;
   asio::steady_timer activity_;  // cancelled on every message, for probe()
   std::vector<std::unique_ptr<AppServer>> apps_;
-  std::deque<Stream> idle_;
+  std::deque<DataConnection> idle_;
+  ReplayWindow data_seqs_;
   std::list<Waiter*> waiters_;
   SocketSet starting_;  // data connections told to start, awaiting the client's answer
   std::string end_reason_;

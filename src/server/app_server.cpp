@@ -28,13 +28,12 @@ std::string cidrs(const std::vector<Cidr>& list) {
 
 // One user, from accept to the end of its stream.
 awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
-                           std::shared_ptr<const AppServer::Policy> policy, tcp::socket socket) {
+                           std::shared_ptr<const AppServer::Policy> policy, tcp::socket socket,
+                           tcp::endpoint user_ep) {
   Stream user(std::move(socket));
   auto& server = group->server();
   const auto conn = server.next_conn_id();
   const auto context = fmt::format("{} app={} conn={}", group->context(), app, conn);
-  error_code ec;
-  const auto user_ep = user.socket().remote_endpoint(ec);
   const auto user_peer = to_string(user_ep);
   spdlog::info("{}: user {} connected", context, user_peer);
 
@@ -72,6 +71,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   std::string opening = frame_bytes(encode(start));
   const auto frame_size = opening.size();
   opening.resize(frame_size + kEarlyData);
+  error_code ec;
   opening.resize(frame_size +
                  user.read_now(asio::buffer(opening.data() + frame_size, kEarlyData), ec));
   if (ec && ec != asio::error::would_block && ec != asio::error::eof) {
@@ -81,16 +81,19 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   }
 
   std::optional<Stream> data;
+  std::string first_write;  // the connection's data_ok, then `opening`: one write
   for (int attempt = 0; attempt <= kStaleRetries && !data; ++attempt) {
-    data = co_await group->take_data_connection(kDataWait);
-    if (!data) {
+    auto pooled = co_await group->take_data_connection(kDataWait);
+    if (!pooled) {
       spdlog::warn("{}: closing user {}: {}", context, user_peer,
                    group->closed() ? "the client's session has ended"
                                    : "no data connection from the client within 10 s");
       co_return;
     }
+    data.emplace(std::move(pooled->stream));
     SocketSet::Entry starting(group->starting(), data->socket());
-    if (co_await data->write_all(asio::buffer(opening))) {
+    first_write.assign(pooled->data_ok).append(opening);
+    if (co_await data->write_all(asio::buffer(first_write))) {
       data.reset();  // went stale while idle in the pool: try the next one
       continue;
     }
@@ -119,6 +122,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     co_return;
   }
   std::string().swap(opening);  // a held stream keeps no buffer
+  std::string().swap(first_write);
   LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
@@ -142,7 +146,7 @@ awaitable<void> AppServer::run(std::shared_ptr<AppGroup> group) {
   auto ex = acceptor_.get_executor();
   while (auto user = co_await accept_next(acceptor_, context_)) {
     if (group->closed()) break;
-    asio::co_spawn(ex, serve_user(group, name_, policy_, std::move(*user)),
+    asio::co_spawn(ex, serve_user(group, name_, policy_, std::move(user->socket), user->peer),
                    LogFailure{context_ + ": user session"});
   }
 }

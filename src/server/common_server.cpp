@@ -32,10 +32,7 @@ awaitable<std::optional<unsigned char>> peek_first_byte(tcp::socket& s) {
 }
 
 // The peer as logged, and the source its failed logins are counted under.
-std::pair<std::string, std::string> peer_and_source(const tcp::socket& s) {
-  error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  if (ec) return {"unknown peer", "unknown"};
+std::pair<std::string, std::string> peer_and_source(const tcp::endpoint& ep) {
   return {to_string(ep), LoginThrottle::source_of(ep.address())};
 }
 
@@ -77,8 +74,8 @@ void CommonServer::listen() {
 awaitable<void> CommonServer::run() {
   spdlog::info("listening on {} (bind port)", to_string(acceptor_.local_endpoint()));
   const std::string context = "bind " + config_.bind.str();
-  while (auto s = co_await accept_next(acceptor_, context)) {
-    asio::co_spawn(ex_, handle(std::move(*s)), LogFailure{"connection handler"});
+  while (auto a = co_await accept_next(acceptor_, context)) {
+    asio::co_spawn(ex_, handle(std::move(a->socket), a->peer), LogFailure{"connection handler"});
   }
 }
 
@@ -127,12 +124,12 @@ const std::string* CommonServer::token_for(const std::string& group) const {
   return it == config_.groups->end() ? nullptr : &it->second.token;
 }
 
-awaitable<void> CommonServer::handle(tcp::socket s) {
+awaitable<void> CommonServer::handle(tcp::socket s, tcp::endpoint peer_ep) {
   // Accepted just before stop() but started after it: stop() never saw this
   // socket, so it must not begin a handshake that only its deadline would end.
   if (stopping_) co_return;
   // Named members, not a structured binding: GCC 12 keeps those off the coroutine frame.
-  const auto who = peer_and_source(s);
+  const auto who = peer_and_source(peer_ep);
   const std::string& peer = who.first;
   const std::string& source = who.second;
   std::optional<std::shared_ptr<AppGroup>> group;
@@ -220,9 +217,15 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
         s, "too many failed logins from this address: try again in " + seconds(*wait));
     co_return nullptr;
   }
-  const auto nonce = random_hex(kNonceBytes);
-  const Message challenge = msg::Challenge{nonce};
-  if (co_await write_message(s, challenge)) co_return nullptr;
+  // A data connection proves itself in the bytes that came with the prefix; only
+  // a login needs the challenge. (Should a data message be split from its prefix
+  // on the way, it gets the challenge too, reads past it, and is admitted alike.)
+  std::string nonce;
+  if (!s.has_pending()) {
+    nonce = random_hex(kNonceBytes);
+    const Message challenge = msg::Challenge{nonce};
+    if (co_await write_message(s, challenge)) co_return nullptr;
+  }
 
   std::string buf;
   Message m;
@@ -230,13 +233,14 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
     reject(peer, "handshake: " + ec.message());
     co_return nullptr;
   }
-  if (auto* login = std::get_if<msg::Login>(&m))
+  if (auto* login = std::get_if<msg::Login>(&m); login && !nonce.empty())
     co_return co_await admit_control(s, peer, source, *login, nonce);
   if (auto* data = std::get_if<msg::DataLogin>(&m)) {
-    co_await admit_data(s, peer, source, *data, nonce);
+    co_await admit_data(s, peer, source, *data);
     co_return nullptr;
   }
-  reject(peer, "handshake: expected a login or data message");
+  reject(peer, nonce.empty() ? "handshake: a login before the challenge"
+                             : "handshake: expected a login or data message");
   co_return nullptr;
 }
 
@@ -318,8 +322,7 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
 }
 
 awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
-                                         const std::string& source, const msg::DataLogin& login,
-                                         const std::string& nonce) {
+                                         const std::string& source, const msg::DataLogin& login) {
   auto it = sessions_.find(login.session);
   auto g = it == sessions_.end() ? nullptr : it->second.lock();
   if (!g || g->closed()) {
@@ -327,16 +330,18 @@ awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
     co_await write_error(s, "unknown session");
     co_return;
   }
-  auto proofs = data_proofs(g->data_key(), login.session, login.nonce, nonce, s.channel_binding());
-  if (!proof_equal(proofs.client, login.proof)) {
+  auto proofs = data_proofs(g->data_key(), login.session, login.seq, s.channel_binding());
+  // The proof first, so only the session's own client moves its window.
+  if (!proof_equal(proofs.client, login.proof) || !g->accept_data_seq(login.seq)) {
     co_await refuse_login(s, peer, source, g->context() + ": data connection failed authentication",
                           "data connection authentication failed");
     co_return;
   }
-  const Message ok = msg::DataOk{proofs.server};
-  if (co_await write_message(s, ok)) co_return;
   spdlog::debug("{}: data connection from {} over {}", g->context(), peer, s.describe());
-  if (!g->closed()) g->add_data_connection(std::move(s));
+  // data_ok waits in the pool and goes out with `start`.
+  const Message ok = msg::DataOk{proofs.server};
+  AppGroup::DataConnection pooled{std::move(s), frame_bytes(encode(ok))};
+  if (!g->closed()) g->add_data_connection(std::move(pooled));
 }
 
 }  // namespace ntp

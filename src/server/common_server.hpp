@@ -43,7 +43,7 @@ class CommonServer {
   const LoginThrottle& throttle() const { return throttle_; }
 
  private:
-  awaitable<void> handle(tcp::socket s);
+  awaitable<void> handle(tcp::socket s, tcp::endpoint peer_ep);
   // `peer` is "address:port" for logs; `source` is what failed logins are
   // throttled under (LoginThrottle::source_of).
   awaitable<std::shared_ptr<AppGroup>> admit(Stream& s, const std::string& peer,
@@ -54,7 +54,7 @@ class CommonServer {
                                                      const msg::Login& login,
                                                      const std::string& server_nonce);
   awaitable<void> admit_data(Stream& s, const std::string& peer, const std::string& source,
-                             const msg::DataLogin& login, const std::string& server_nonce);
+                             const msg::DataLogin& login);
   // Logs and counts a failed proof; the peer is told only `answer`.
   awaitable<void> refuse_login(Stream& s, const std::string& peer, const std::string& source,
                                const std::string& why, const std::string& answer);

@@ -342,9 +342,13 @@ def roundtrip(sock, data, timeout=STEP_S):
 # Wire protocol helpers (raw sockets on the bind port)
 
 
-def send_frame(sock, obj):
+def frame(obj):
     body = json.dumps(obj).encode()
-    sock.sendall(len(body).to_bytes(4, "big") + body)
+    return len(body).to_bytes(4, "big") + body
+
+
+def send_frame(sock, obj):
+    sock.sendall(frame(obj))
 
 
 def recv_frame(sock, timeout=STEP_S):

@@ -253,17 +253,22 @@ class WireTest(h.TunnelTestCase):
         # Each attempt from its own address: a failed proof slows its source down.
         with self.subTest("replayed data handshake, session still live"):
             with h.connect(self.bind, source="127.0.0.2") as s:
+                s.sendall(bytes(proxy.sent[1][:5 + len(data_bytes)]))  # as recorded
+                self.assert_refused_handshake(s, "replayed data handshake")
+
+        with self.subTest("replayed data handshake after a challenge"):
+            with h.connect(self.bind, source="127.0.0.5") as s:
                 s.sendall(h.MAGIC)
-                h.recv_frame(s)  # a fresh challenge
+                h.recv_frame(s)  # a fresh challenge, which a data proof does not use
                 s.sendall(data_bytes)
                 self.assert_refused_handshake(s, "replayed data handshake")
 
         with self.subTest("forged data handshake naming the live session"):
             with h.connect(self.bind, source="127.0.0.3") as s:
-                s.sendall(h.MAGIC)
-                h.recv_frame(s)
-                h.send_frame(s, {"type": "data", "session": data["session"],
-                                 "nonce": secrets.token_hex(32), "proof": secrets.token_hex(32)})
+                # In one write, as ntp-client sends a data connection's first bytes.
+                s.sendall(h.MAGIC + h.frame({"type": "data", "session": data["session"],
+                                             "seq": data["seq"] + 1000,
+                                             "proof": secrets.token_hex(32)}))
                 self.assert_refused_handshake(s, "forged data handshake")
             self.assert_echo(remote)  # real users still get real data connections
 

@@ -69,7 +69,7 @@ class FakeServer {
       if (co_await write_message(*s, welcome)) co_return;
       co_await control_loop(*s);
     } else if (auto* data_login = std::get_if<msg::DataLogin>(&m)) {
-      auto proofs = data_proofs(data_key_, data_login->session, data_login->nonce, nonce, "");
+      auto proofs = data_proofs(data_key_, data_login->session, data_login->seq, "");
       EXPECT_EQ(data_login->session, kSession);
       EXPECT_TRUE(proof_equal(proofs.client, data_login->proof)) << "client's data proof is wrong";
       const Message ok = msg::DataOk{proofs.server};

@@ -176,21 +176,32 @@ class RawPeer {
     co_return co_await expect(out);
   }
 
-  // A data connection for `session`; with `good_proof` false it proves with a wrong key.
+  // A data connection for `session`, as ntp-client makes one: the prefix and the
+  // data message in one write; with `good_proof` false it proves with a wrong key.
+  // The server answers when a user comes (expect_start) or with an error frame
+  // when it refuses (expect_start then fails with peer_error set). `seq` defaults
+  // to a number no other RawPeer has used.
   awaitable<error_code> data_login(std::uint16_t port, const RawSession& session,
-                                   bool good_proof = true) {
-    if (auto ec = co_await connect(port)) co_return ec;
-    msg::Challenge challenge;
-    if (auto ec = co_await expect(challenge)) co_return ec;
-    const auto nonce = random_hex(kNonceBytes);
-    auto proofs = data_proofs(good_proof ? session.data_key : std::string("not the key"),
-                              session.id, nonce, challenge.nonce, stream.channel_binding());
-    const Message login = msg::DataLogin{session.id, nonce, proofs.client};
-    if (auto ec = co_await send(login)) co_return ec;
+                                   bool good_proof = true,
+                                   std::optional<std::uint64_t> seq = std::nullopt) {
+    if (auto ec = co_await connect(port, /*send_prefix=*/false)) co_return ec;
+    static std::uint64_t next_seq = 0;
+    const auto n = seq ? *seq : next_seq++;
+    data_proofs_ = data_proofs(good_proof ? session.data_key : std::string("not the key"),
+                               session.id, n, binding ? *binding : stream.channel_binding());
+    const Message login = msg::DataLogin{session.id, n, data_proofs_.client};
+    const auto prefix = client_prefix();
+    std::string bytes(prefix.begin(), prefix.end());
+    bytes += frame_bytes(encode(login));
+    co_return co_await stream.write_all(asio::buffer(bytes));
+  }
+
+  // On a data connection: the server's data_ok (its proof checked), then `start`.
+  awaitable<error_code> expect_start(msg::Start& out) {
     msg::DataOk ok;
     if (auto ec = co_await expect(ok)) co_return ec;
-    if (!proof_equal(ok.proof, proofs.server)) co_return asio::error::access_denied;
-    co_return error_code{};
+    if (!proof_equal(ok.proof, data_proofs_.server)) co_return asio::error::access_denied;
+    co_return co_await expect(out);
   }
 
   // Reads until the server closes; the error that ended it (eof expected).
@@ -211,6 +222,7 @@ class RawPeer {
 
  private:
   const TlsContext* tls_;
+  DataProofs data_proofs_;  // of the last data_login
 };
 
 // ------------------------------------------------------------------ fixture

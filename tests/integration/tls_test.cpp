@@ -19,14 +19,27 @@ TEST_F(TlsTest, LoginAndDataConnectionInsideTls) {
   start_server();
   RawPeer control(io, &client_tls), data(io, &client_tls);
   RawSession session;
+  msg::Registered reg;
+  msg::Start start;
+  tcp::socket user(io);
   error_code login_ec, data_ec;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     login_ec = co_await control.login(server_port, "home", kToken, session);
-    if (!login_ec) data_ec = co_await data.data_login(server_port, session);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!login_ec) login_ec = co_await control.register_apps(apps, reg);
+    if (login_ec || reg.apps.size() != 1) co_return;
+    data_ec = co_await data.data_login(server_port, session);
+    if (data_ec) co_return;
+    // Admitted: a user gets this connection, with the server's proof (bound to
+    // this TLS session) ahead of `start`.
+    co_await user.async_connect(loopback(reg.apps[0].remote_port), nothrow);
+    data_ec = co_await data.expect_start(start);
   }));
   ASSERT_FALSE(login_ec) << login_ec.message() << " " << control.peer_error;
   EXPECT_FALSE(data_ec) << data_ec.message() << " " << data.peer_error;
+  EXPECT_EQ(start.app, "app");
   EXPECT_TRUE(control.stream.tls());
+  EXPECT_TRUE(data.stream.tls());
   EXPECT_EQ(server->group_count(), 1u);
 }
 

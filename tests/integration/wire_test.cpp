@@ -341,6 +341,8 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
   error_code forged_ec, forged_closed;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     forged_ec = co_await forged.data_login(server_port, session, /*good_proof=*/false);
+    msg::Start never;
+    if (!forged_ec) forged_ec = co_await forged.expect_start(never);
     forged_closed = co_await forged.wait_closed();
   }));
   EXPECT_EQ(forged_ec, make_error_code(ProtocolError::unexpected_message));
@@ -366,6 +368,8 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
   error_code forged2_ec;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     forged2_ec = co_await forged2.data_login(server_port, session, /*good_proof=*/false);
+    msg::Start never;
+    if (!forged2_ec) forged2_ec = co_await forged2.expect_start(never);
   }));
   EXPECT_EQ(forged2.peer_error, "data connection authentication failed");
   EXPECT_EQ(user->available(), 0u);
@@ -379,7 +383,7 @@ TEST_F(WireTest, DataConnectionWithAWrongProofIsNeverPaired) {
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     data_ec = co_await data.data_login(server_port, session);
     if (data_ec) co_return;
-    data_ec = co_await data.expect(start);
+    data_ec = co_await data.expect_start(start);
     if (data_ec) co_return;
     const Message connected = msg::Connected{};
     data_ec = co_await data.send(connected);
@@ -421,7 +425,7 @@ TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     co_await user.async_connect(loopback(app_port), nothrow);
     co_await asio::async_write(user, asio::buffer(first), nothrow);
-    good_ec = co_await good.expect(start);
+    good_ec = co_await good.expect_start(start);
     if (good_ec) co_return;
     const Message connected = msg::Connected{};
     good_ec = co_await good.send(connected);
@@ -435,6 +439,78 @@ TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
   EXPECT_EQ(start.app, "app");
   EXPECT_EQ(at_data, first + second);
   EXPECT_EQ(at_user, "reply");
+}
+
+// A data connection's number serves once: the same proof played back later (a
+// recording) is refused, though it verifies, and the source is slowed down.
+TEST_F(WireTest, ADataConnectionsNumberServesOnce) {
+  RawPeer control(io);
+  RawSession session;
+  const auto app_port = start_with_one_app(control, session);
+  ASSERT_NE(app_port, 0);
+
+  RawPeer first(io), replay(io);
+  replay.source = "127.0.0.2";
+  tcp::socket user(io);
+  msg::Start start;
+  error_code first_ec, replay_ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    first_ec = co_await first.data_login(server_port, session, true, 7);
+    if (first_ec) co_return;
+    co_await user.async_connect(loopback(app_port), nothrow);
+    first_ec = co_await first.expect_start(start);  // admitted, and now used
+    if (first_ec) co_return;
+    replay_ec = co_await replay.data_login(server_port, session, true, 7);
+    msg::Start never;
+    if (!replay_ec) replay_ec = co_await replay.expect_start(never);
+  }));
+  ASSERT_FALSE(first_ec) << first_ec.message() << " " << first.peer_error;
+  EXPECT_EQ(start.app, "app");
+  EXPECT_EQ(replay_ec, make_error_code(ProtocolError::unexpected_message));
+  EXPECT_EQ(replay.peer_error, "data connection authentication failed");
+
+  // The next number from the same session is fine.
+  RawPeer next(io);
+  tcp::socket user2(io);
+  error_code next_ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    next_ec = co_await next.data_login(server_port, session, true, 8);
+    if (next_ec) co_return;
+    co_await user2.async_connect(loopback(app_port), nothrow);
+    next_ec = co_await next.expect_start(start);
+  }));
+  EXPECT_FALSE(next_ec) << next_ec.message() << " " << next.peer_error;
+}
+
+// Should the data message reach the server after the prefix alone, the server
+// sends a challenge (it cannot tell a login yet); the data message that follows
+// is admitted all the same.
+TEST_F(WireTest, ADataMessageAfterAChallengeIsAdmitted) {
+  RawPeer control(io);
+  RawSession session;
+  const auto app_port = start_with_one_app(control, session);
+  ASSERT_NE(app_port, 0);
+
+  RawPeer data(io);
+  tcp::socket user(io);
+  msg::Start start;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await data.connect(server_port);  // the prefix alone
+    msg::Challenge challenge;
+    if (!ec) ec = co_await data.expect(challenge);
+    if (ec) co_return;
+    const auto proofs = data_proofs(session.data_key, session.id, 40, "");
+    const Message login = msg::DataLogin{session.id, 40, proofs.client};
+    if ((ec = co_await data.send(login))) co_return;
+    co_await user.async_connect(loopback(app_port), nothrow);
+    msg::DataOk ok;
+    if ((ec = co_await data.expect(ok))) co_return;
+    if (ok.proof != proofs.server) ec = asio::error::access_denied;
+    if (!ec) ec = co_await data.expect(start);
+  }));
+  EXPECT_FALSE(ec) << ec.message() << " " << data.peer_error;
+  EXPECT_EQ(start.app, "app");
 }
 
 // A session that ends closes its listeners and its waiting users at
@@ -524,8 +600,11 @@ TEST_F(WireTest, DataConnectionForAnUnknownSessionIsRefused) {
   RawPeer data(io);
   RawSession made_up{random_hex(16), random_hex(32), 0};
   error_code ec;
-  ASSERT_TRUE(
-      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, made_up); }));
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await data.data_login(server_port, made_up);
+    msg::Start never;
+    if (!ec) ec = co_await data.expect_start(never);
+  }));
   EXPECT_EQ(ec, make_error_code(ProtocolError::unexpected_message));
   EXPECT_EQ(data.peer_error, "unknown session");
 }

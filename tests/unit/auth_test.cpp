@@ -48,9 +48,9 @@ TEST(LoginProofs, MatchTheProtocolDocument) {
   EXPECT_EQ(p.client, hmac_hex("home-secret", {"ntp1 client\nhome\ncnonce\nsnonce\ncb"}));
   EXPECT_EQ(p.server, hmac_hex("home-secret", {"ntp1 server\nhome\ncnonce\nsnonce\ncb"}));
   EXPECT_EQ(p.data_key, hmac_hex("home-secret", {"ntp1 data key\nhome\ncnonce\nsnonce\ncb"}));
-  auto d = data_proofs(p.data_key, "sess", "c2", "s2", "cb2");
-  EXPECT_EQ(d.client, hmac_hex(p.data_key, {"ntp1 data\nsess\nc2\ns2\ncb2"}));
-  EXPECT_EQ(d.server, hmac_hex(p.data_key, {"ntp1 data ok\nsess\nc2\ns2\ncb2"}));
+  auto d = data_proofs(p.data_key, "sess", 42, "cb2");
+  EXPECT_EQ(d.client, hmac_hex(p.data_key, {"ntp1 data\nsess\n42\ncb2"}));
+  EXPECT_EQ(d.server, hmac_hex(p.data_key, {"ntp1 data ok\nsess\n42\ncb2"}));
 }
 
 // A man in the middle who terminates TLS has another TLS session (another
@@ -61,8 +61,7 @@ TEST(LoginProofs, BoundToTheChannel) {
   EXPECT_NE(one.client, two.client);
   EXPECT_NE(one.server, two.server);
   EXPECT_NE(one.data_key, two.data_key);
-  EXPECT_NE(data_proofs("k", "s", "c", "n", "one").client,
-            data_proofs("k", "s", "c", "n", "two").client);
+  EXPECT_NE(data_proofs("k", "s", 1, "one").client, data_proofs("k", "s", 1, "two").client);
 }
 
 TEST(LoginProofs, AllThreeDiffer) {
@@ -108,13 +107,14 @@ TEST(LoginProofs, ReplayAgainstANewChallengeFails) {
 }
 
 TEST(DataProofs, DifferAndBindTheSession) {
-  auto d = data_proofs("key", "s1", "cn", "sn", "");
+  auto d = data_proofs("key", "s1", 7, "");
   EXPECT_NE(d.client, d.server);
-  EXPECT_NE(d.client, data_proofs("key", "s2", "cn", "sn", "").client);
-  EXPECT_NE(d.client, data_proofs("key2", "s1", "cn", "sn", "").client);
-  EXPECT_NE(d.client, data_proofs("key", "s1", "cn", "sn2", "").client);
+  EXPECT_NE(d.client, data_proofs("key", "s2", 7, "").client);
+  EXPECT_NE(d.client, data_proofs("key2", "s1", 7, "").client);
+  // Each number its own proof: a recorded one is good for its number only.
+  EXPECT_NE(d.client, data_proofs("key", "s1", 8, "").client);
   // A data proof is not a login proof with the same inputs.
-  EXPECT_NE(d.client, login_proofs("key", "s1", "cn", "sn", "").client);
+  EXPECT_NE(d.client, login_proofs("key", "s1", "7", "", "").client);
 }
 
 TEST(ProofEqual, ComparesWholeStrings) {

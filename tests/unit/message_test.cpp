@@ -51,10 +51,10 @@ TEST(Message, WelcomeRoundTrip) {
 }
 
 TEST(Message, DataLoginRoundTrip) {
-  const Message m = msg::DataLogin{"s1", "n2", "p3"};
+  const Message m = msg::DataLogin{"s1", 18446744073709551615u, "p3"};
   auto out = std::get<msg::DataLogin>(round_trip(m));
   EXPECT_EQ(out.session, "s1");
-  EXPECT_EQ(out.nonce, "n2");
+  EXPECT_EQ(out.seq, 18446744073709551615u);
   EXPECT_EQ(out.proof, "p3");
   EXPECT_NE(encode(m).find(R"("type":"data")"), std::string::npos) << encode(m);
 }
@@ -204,8 +204,12 @@ TEST(Message, WrongFieldTypes) {
   EXPECT_EQ(
       decode_error(R"({"type":"welcome","session":"s","proof":"p","heartbeat_timeout_s":"30"})"),
       "heartbeat_timeout_s: expected an unsigned integer in range");
-  EXPECT_EQ(decode_error(R"({"type":"data","session":"s","nonce":"n","proof":true})"),
+  EXPECT_EQ(decode_error(R"({"type":"data","session":"s","seq":1,"proof":true})"),
             "proof: expected a string");
+  EXPECT_EQ(decode_error(R"({"type":"data","session":"s","seq":-1,"proof":"p"})"),
+            "seq: expected an unsigned integer in range");
+  EXPECT_EQ(decode_error(R"({"type":"data","session":"s","nonce":"n","proof":"p"})"),
+            "seq: expected an unsigned integer in range");
   EXPECT_EQ(decode_error(R"({"type":"data_ok"})"), "proof: expected a string");
   EXPECT_EQ(decode_error(R"({"type":"register"})"), "apps: expected an array");
   EXPECT_EQ(decode_error(R"({"type":"register","apps":{}})"), "apps: expected an array");
@@ -264,7 +268,7 @@ TEST(Message, NeverThrowsOnArbitraryInput) {
   const Message samples[] = {msg::Challenge{"ab"},
                              msg::Login{"home", "n", "p"},
                              msg::Welcome{"s", "p", 30},
-                             msg::DataLogin{"s", "n", "p"},
+                             msg::DataLogin{"s", 3, "p"},
                              msg::DataOk{"p"},
                              msg::Register{{{"ssh", 6022}}},
                              msg::Registered{{{"ssh", 6022, ""}, {"web", 0, "taken"}}},
