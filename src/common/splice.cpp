@@ -108,7 +108,7 @@ awaitable<bool> pace_out(const std::vector<TokenBucket*>& buckets, std::size_t n
   co_return true;
 }
 
-enum class Moved { drained, eof, failed };
+enum class Moved { drained, eof, failed, write_blocked };
 
 // Moves what `from` has now through a borrowed buffer (TLS, paced, or no pipe).
 awaitable<Moved> copy_ready(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace,
@@ -136,53 +136,57 @@ awaitable<Moved> copy_ready(Stream& from, Stream& to, const std::vector<TokenBuc
   }
 }
 
-// The same with splice(2): socket → pipe → socket, no byte copied into this process.
-awaitable<Moved> splice_ready(Stream& from, Stream& to, Pipe pipe, std::uint64_t& total,
-                              std::uint64_t& piped) {
+// One direction's borrowed pipe and what it holds.
+struct Piped {
+  Pipe pipe;
+  std::size_t held = 0;  // bytes in the pipe, not yet written on
+  bool short_read = false;
+};
+
+// The same with splice(2): socket → pipe → socket, no byte copied into this
+// process. A plain function, not a coroutine: the common case (bytes in, bytes
+// out, drained) never waits, so it costs no coroutine frame per wake-up.
+// write_blocked: `to` cannot take the pipe's bytes yet; call again once writable.
+Moved splice_now(Stream& from, Stream& to, Piped& p, std::uint64_t& total, std::uint64_t& piped) {
   constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-  std::size_t in_pipe = 0;
-  auto result = Moved::failed;
   for (;;) {
-    // A closed socket's descriptor number may belong to something else by now.
-    if (!from.socket().is_open() || !to.socket().is_open()) break;
-    const auto n = ::splice(from.socket().native_handle(), nullptr, pipe.write_end, nullptr,
-                            pipe.capacity, kFlags);
-    if (n == 0) {
-      result = Moved::eof;
-      break;
-    }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) result = Moved::drained;
-      break;
-    }
-    in_pipe += static_cast<std::size_t>(n);
-    bool failed = false;
-    while (in_pipe > 0 && !failed) {
-      if (!to.socket().is_open()) {
-        failed = true;
-        break;
-      }
+    while (p.held > 0) {
+      // A closed socket's descriptor number may belong to something else by now.
+      if (!to.socket().is_open()) return Moved::failed;
       const auto m =
-          ::splice(pipe.read_end, nullptr, to.socket().native_handle(), nullptr, in_pipe, kFlags);
+          ::splice(p.pipe.read_end, nullptr, to.socket().native_handle(), nullptr, p.held, kFlags);
       if (m > 0) {
-        in_pipe -= static_cast<std::size_t>(m);
+        p.held -= static_cast<std::size_t>(m);
         total += static_cast<std::uint64_t>(m);
         piped += static_cast<std::uint64_t>(m);
       } else if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        auto [ec] = co_await to.socket().async_wait(tcp::socket::wait_write, nothrow);
-        failed = static_cast<bool>(ec);
+        return Moved::write_blocked;
       } else {
-        failed = true;
+        return Moved::failed;
       }
     }
-    if (failed) break;
-    if (static_cast<std::size_t>(n) < pipe.capacity) {  // drained for now, as above
-      result = Moved::drained;
-      break;
-    }
+    // A short read means the socket is drained for now, as in copy_ready.
+    if (p.short_read) return Moved::drained;
+    if (!from.socket().is_open() || !to.socket().is_open()) return Moved::failed;
+    const auto n = ::splice(from.socket().native_handle(), nullptr, p.pipe.write_end, nullptr,
+                            p.pipe.capacity, kFlags);
+    if (n == 0) return Moved::eof;
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? Moved::drained : Moved::failed;
+    p.held = static_cast<std::size_t>(n);
+    p.short_read = p.held < p.pipe.capacity;
   }
-  pipe_pool.give(pipe, in_pipe == 0);
-  co_return result;
+}
+
+// splice_now's rest once `to` is writable again; then the pipe goes back.
+awaitable<Moved> splice_when_writable(Stream& from, Stream& to, Piped p, std::uint64_t& total,
+                                      std::uint64_t& piped) {
+  auto moved = Moved::write_blocked;
+  while (moved == Moved::write_blocked) {
+    auto [ec] = co_await to.socket().async_wait(tcp::socket::wait_write, nothrow);
+    moved = ec ? Moved::failed : splice_now(from, to, p, total, piped);
+  }
+  pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
+  co_return moved;
 }
 
 awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace,
@@ -190,12 +194,27 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
   const bool zero_copy = mode == SpliceMode::zero_copy && !from.tls() && !to.tls() && pace.empty();
   std::uint64_t total = 0;
   for (;;) {
-    if (co_await from.wait_readable()) break;
     // Bytes the stream read ahead (behind a frame) are in memory already: copy them.
+    const bool by_pipe = zero_copy && !from.has_buffered();
+    if (by_pipe) {  // the socket itself, without Stream's coroutine around the wait
+      auto [ec] = co_await from.socket().async_wait(tcp::socket::wait_read, nothrow);
+      if (ec) break;
+    } else if (co_await from.wait_readable()) {
+      break;
+    }
     std::optional<Pipe> pipe;
-    if (zero_copy && !from.has_buffered()) pipe = pipe_pool.take();
-    const auto moved = pipe ? co_await splice_ready(from, to, *pipe, total, piped)
-                            : co_await copy_ready(from, to, pace, total);
+    if (by_pipe) pipe = pipe_pool.take();
+    auto moved = Moved::failed;
+    if (pipe) {
+      Piped p{*pipe};
+      moved = splice_now(from, to, p, total, piped);
+      if (moved == Moved::write_blocked)
+        moved = co_await splice_when_writable(from, to, p, total, piped);
+      else
+        pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
+    } else {
+      moved = co_await copy_ready(from, to, pace, total);
+    }
     if (moved == Moved::eof) {
       co_await to.shutdown_send();  // half-close
       co_return total;
