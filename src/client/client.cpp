@@ -19,7 +19,6 @@ std::optional<TlsContext> client_tls(const ClientConfig& cfg) {
   return TlsContext::client(*cfg.tls, cfg.server ? cfg.server->host : std::string());
 }
 
-// What a failed TLS handshake means to the user.
 // The magic prefix, with `then` behind it in the same write.
 awaitable<error_code> write_prefix(Stream& s, std::string_view then = {}) {
   const auto prefix = client_prefix();
@@ -28,6 +27,7 @@ awaitable<error_code> write_prefix(Stream& s, std::string_view then = {}) {
   co_return co_await s.write_all(asio::buffer(out));
 }
 
+// What a failed TLS handshake means to the user.
 std::string handshake_failure(const Stream& s, error_code ec) {
   if (ec.category() == tls_category()) {
     const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));

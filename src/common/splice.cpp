@@ -177,15 +177,14 @@ Moved splice_now(Stream& from, Stream& to, Piped& p, std::uint64_t& total, std::
   }
 }
 
-// splice_now's rest once `to` is writable again; then the pipe goes back.
-awaitable<Moved> splice_when_writable(Stream& from, Stream& to, Piped p, std::uint64_t& total,
+// splice_now's rest, each time `to` turns writable again.
+awaitable<Moved> splice_when_writable(Stream& from, Stream& to, Piped& p, std::uint64_t& total,
                                       std::uint64_t& piped) {
   auto moved = Moved::write_blocked;
   while (moved == Moved::write_blocked) {
     auto [ec] = co_await to.socket().async_wait(tcp::socket::wait_write, nothrow);
     moved = ec ? Moved::failed : splice_now(from, to, p, total, piped);
   }
-  pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
   co_return moved;
 }
 
@@ -210,8 +209,7 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
       moved = splice_now(from, to, p, total, piped);
       if (moved == Moved::write_blocked)
         moved = co_await splice_when_writable(from, to, p, total, piped);
-      else
-        pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
+      pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
     } else {
       moved = co_await copy_ready(from, to, pace, total);
     }
