@@ -566,13 +566,31 @@ TEST_F(WireTest, SessionEndClosesIdleDataConnections) {
   }));
   ASSERT_FALSE(ec) << ec.message();
   ASSERT_FALSE(data_ec) << data_ec.message() << " " << data.peer_error;
-  run_for(io, 20ms);  // idle in the group's pool
-  control.socket.close();
+  // Admitted, it idles in the group's pool: open and silent. (A refused one
+  // would get an error frame and be closed at once.)
+  std::string said;
   error_code closed;
+  EXPECT_FALSE(run(
+      io,
+      [&]() -> awaitable<void> {
+        auto end = co_await read_to_eof(data.stream);
+        said = end.first;
+        closed = end.second;
+      },
+      100ms))
+      << "the server closed an admitted data connection: \"" << said << "\"";
+  control.socket.close();
   ASSERT_TRUE(run(
-      io, [&]() -> awaitable<void> { closed = co_await data.wait_closed(); }, 2s))
+      io,
+      [&]() -> awaitable<void> {
+        auto end = co_await read_to_eof(data.stream);
+        said += end.first;
+        closed = end.second;
+      },
+      2s))
       << "an idle data connection outlived its session";
   EXPECT_TRUE(closed);
+  EXPECT_EQ(said, "") << "an idle data connection is closed without a word";
 }
 
 // A frame above 64 KiB on the control connection ends the session.
