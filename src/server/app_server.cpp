@@ -19,11 +19,47 @@ constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial
 constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
 constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
 constexpr std::size_t kEarlyData = 16 * 1024;          // user bytes sent along with `start`
+constexpr std::size_t kSentAhead = 64 * 1024;          // and before the client's answer, in all
 
 std::string cidrs(const std::vector<Cidr>& list) {
   std::string out;
   for (auto& c : list) out += (out.empty() ? "" : ", ") + c.str();
   return out;
+}
+
+// The user's bytes that come while the client connects to its local app go on at
+// once: an app that waits for its client to speak first (HTTP) gets the request
+// one trip sooner. They are kept in `kept` (behind `start`) for a retry on another
+// data connection. Ends when `answered`, at kSentAhead bytes, or at the user's
+// EOF or error, which the splice then meets again.
+awaitable<void> send_ahead(Stream& user, Stream& data, std::string& kept, std::size_t frame_size,
+                           const bool& answered) {
+  while (!answered && kept.size() < frame_size + kSentAhead) {
+    auto [wec] = co_await user.socket().async_wait(tcp::socket::wait_read, nothrow);
+    if (wec || answered) co_return;
+    const auto before = kept.size();
+    kept.resize(std::min(before + kEarlyData, frame_size + kSentAhead));
+    error_code ec;
+    const auto n = user.read_now(asio::buffer(kept.data() + before, kept.size() - before), ec);
+    kept.resize(before + n);
+    if (n > 0 && co_await data.write_all(asio::buffer(kept.data() + before, n))) co_return;
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return;
+  }
+}
+
+// The client's answer on `data`: connected, an error (in `peer_error`), or nullopt
+// after kLocalWait. Then send_ahead stops: its wait on the user is cancelled, and
+// on failure a write it has pending on `data` too.
+awaitable<std::optional<error_code>> await_answer(Stream& user, Stream& data,
+                                                  std::string& peer_error, bool& answered) {
+  std::string buf;
+  msg::Connected ok;
+  auto r = co_await with_timeout(expect_message(data, buf, ok, &peer_error), kLocalWait);
+  answered = true;
+  error_code ignored;
+  user.socket().cancel(ignored);
+  if (!r || *r) data.close();
+  co_return r;
 }
 
 // One user, from accept to the end of its stream.
@@ -97,9 +133,10 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
       data.reset();  // went stale while idle in the pool: try the next one
       continue;
     }
-    std::string buf, peer_error;
-    msg::Connected ok;
-    auto r = co_await with_timeout(expect_message(*data, buf, ok, &peer_error), kLocalWait);
+    std::string peer_error;
+    bool answered = false;
+    auto r = co_await (await_answer(user, *data, peer_error, answered) &&
+                       send_ahead(user, *data, opening, frame_size, answered));
     if (r && !*r) break;
     if (group->closed()) {
       spdlog::warn("{}: closing user {}: the client's session has ended", context, user_peer);

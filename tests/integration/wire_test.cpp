@@ -441,6 +441,71 @@ TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
   EXPECT_EQ(at_user, "reply");
 }
 
+// The user's bytes go on while the client is still connecting to its local app
+// (an app that waits for its client to speak first gets the request one trip
+// sooner), up to 64 KiB before the client answers; the rest follows `connected`.
+TEST_F(WireTest, UserBytesGoAheadOfTheClientsAnswerUpTo64KiB) {
+  RawPeer control(io);
+  RawSession session;
+  const auto app_port = start_with_one_app(control, session);
+  ASSERT_NE(app_port, 0);
+  RawPeer data(io);
+  error_code ec;
+  ASSERT_TRUE(
+      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
+  ASSERT_FALSE(ec) << ec.message();
+
+  tcp::socket user(io);
+  msg::Start start;
+  const std::string request = "GET / HTTP/1.1\r\n\r\n";
+  std::string got(request.size(), '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user.async_connect(loopback(app_port), nothrow);
+    ec = co_await data.expect_start(start);  // the user has sent nothing yet
+    if (ec) co_return;
+    co_await asio::async_write(user, asio::buffer(request), nothrow);
+    ec = co_await data.stream.read_exact(asio::buffer(got));
+  })) << "the request did not reach the data connection before the client answered";
+  ASSERT_FALSE(ec) << ec.message() << " " << data.peer_error;
+  EXPECT_EQ(got, request);
+
+  // Far more than 64 KiB, still unanswered: 64 KiB in all go ahead, no more.
+  constexpr std::size_t kAhead = 64 * 1024;
+  std::string upload(3 * kAhead, '\0');
+  for (std::size_t i = 0; i < upload.size(); ++i) upload[i] = static_cast<char>('a' + i % 26);
+  Tasks tasks;
+  tasks.spawn(io, [&]() -> awaitable<void> {
+    co_await asio::async_write(user, asio::buffer(upload), nothrow);
+  });
+  std::string ahead(kAhead - request.size(), '\0');
+  ASSERT_TRUE(run(
+      io, [&]() -> awaitable<void> { ec = co_await data.stream.read_exact(asio::buffer(ahead)); }));
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(ahead, upload.substr(0, ahead.size()));
+  char more = 0;
+  EXPECT_FALSE(run(
+      io, [&]() -> awaitable<void> { co_await data.stream.read_exact(asio::buffer(&more, 1)); },
+      200ms))
+      << "more than 64 KiB went ahead of the client's answer";
+
+  // Once connected, the rest follows, in order, and the app's bytes reach the user.
+  std::string rest(upload.size() - ahead.size(), '\0');
+  std::string at_user(5, '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    const Message connected = msg::Connected{};
+    ec = co_await data.send(connected);
+    if (!ec) ec = co_await data.stream.read_exact(asio::buffer(rest));
+    if (ec) co_return;
+    const std::string reply = "reply";
+    co_await data.stream.write_all(asio::buffer(reply));
+    co_await asio::async_read(user, asio::buffer(at_user), nothrow);
+  }));
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(rest, upload.substr(ahead.size()));
+  EXPECT_EQ(at_user, "reply");
+  EXPECT_TRUE(wait_until(io, [&] { return tasks.running() == 0; }));
+}
+
 // A data connection's number serves once: the same proof played back later (a
 // recording) is refused, though it verifies, and the source is slowed down.
 TEST_F(WireTest, ADataConnectionsNumberServesOnce) {
