@@ -30,15 +30,15 @@ std::string cidrs(const std::vector<Cidr>& list) {
 // The user's bytes that come while the client connects to its local app go on at
 // once: an app that waits for its client to speak first (HTTP) gets the request
 // one trip sooner. They are kept in `kept` (behind `start`) for a retry on another
-// data connection. Ends when `answered`, at kSentAhead bytes, or at the user's
-// EOF or error, which the splice then meets again.
+// data connection. Ends when `answered`, at `limit` bytes behind the frame, or at
+// the user's EOF or error, which the splice then meets again.
 awaitable<void> send_ahead(Stream& user, Stream& data, std::string& kept, std::size_t frame_size,
-                           const bool& answered) {
-  while (!answered && kept.size() < frame_size + kSentAhead) {
+                           std::size_t limit, const bool& answered) {
+  while (!answered && kept.size() < frame_size + limit) {
     auto [wec] = co_await user.socket().async_wait(tcp::socket::wait_read, nothrow);
     if (wec || answered) co_return;
     const auto before = kept.size();
-    kept.resize(std::min(before + kEarlyData, frame_size + kSentAhead));
+    kept.resize(std::min(before + kEarlyData, frame_size + limit));
     error_code ec;
     const auto n = user.read_now(asio::buffer(kept.data() + before, kept.size() - before), ec);
     kept.resize(before + n);
@@ -135,8 +135,10 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     }
     std::string peer_error;
     bool answered = false;
+    // A bandwidth-limited user waits for the splice, which paces every byte.
+    const auto ahead = pace.a_to_b.empty() ? kSentAhead : 0;
     auto r = co_await (await_answer(user, *data, peer_error, answered) &&
-                       send_ahead(user, *data, opening, frame_size, answered));
+                       send_ahead(user, *data, opening, frame_size, ahead, answered));
     if (r && !*r) break;
     if (group->closed()) {
       spdlog::warn("{}: closing user {}: the client's session has ended", context, user_peer);

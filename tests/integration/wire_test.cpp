@@ -22,13 +22,14 @@ class WireTest : public TunnelTest {
 
   // Starts the server, logs `control` in as "home" and registers one app, "app", on
   // a port the server picks. Returns that port; 0 (the test failed) if any step did.
-  std::uint16_t start_with_one_app(RawPeer& control, RawSession& session) {
+  std::uint16_t start_with_one_app(RawPeer& control, RawSession& session,
+                                   const msg::AppRequest& app = {"app", 0}) {
     start_server();
     msg::Registered reg;
     error_code ec;
     const bool ran = run(io, [&]() -> awaitable<void> {
       ec = co_await control.login(server_port, "home", kToken, session);
-      const std::vector<msg::AppRequest> apps{{"app", 0}};
+      const std::vector<msg::AppRequest> apps{app};
       if (!ec) ec = co_await control.register_apps(apps, reg);
     });
     EXPECT_TRUE(ran) << "login and registration did not finish";
@@ -504,6 +505,43 @@ TEST_F(WireTest, UserBytesGoAheadOfTheClientsAnswerUpTo64KiB) {
   EXPECT_EQ(rest, upload.substr(ahead.size()));
   EXPECT_EQ(at_user, "reply");
   EXPECT_TRUE(wait_until(io, [&] { return tasks.running() == 0; }));
+}
+
+// A bandwidth-limited app's user sends nothing ahead: the splice paces every byte.
+TEST_F(WireTest, APacedUserWaitsForTheClientsAnswer) {
+  RawPeer control(io);
+  RawSession session;
+  const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000'000});
+  ASSERT_NE(app_port, 0);
+  RawPeer data(io);
+  error_code ec;
+  ASSERT_TRUE(
+      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
+  ASSERT_FALSE(ec) << ec.message();
+
+  tcp::socket user(io);
+  msg::Start start;
+  const std::string request = "request";
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user.async_connect(loopback(app_port), nothrow);
+    ec = co_await data.expect_start(start);
+    if (!ec) co_await asio::async_write(user, asio::buffer(request), nothrow);
+  }));
+  ASSERT_FALSE(ec) << ec.message() << " " << data.peer_error;
+  char first = 0;
+  EXPECT_FALSE(run(
+      io, [&]() -> awaitable<void> { co_await data.stream.read_exact(asio::buffer(&first, 1)); },
+      200ms))
+      << "a paced user's bytes went ahead of the client's answer";
+
+  std::string got(request.size(), '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    const Message connected = msg::Connected{};
+    ec = co_await data.send(connected);
+    if (!ec) ec = co_await data.stream.read_exact(asio::buffer(got));
+  }));
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(got, request);
 }
 
 // A data connection's number serves once: the same proof played back later (a
