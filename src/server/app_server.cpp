@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 
 #include "app_group.hpp"
 #include "common_server.hpp"
@@ -37,11 +38,14 @@ awaitable<void> send_ahead(Stream& user, Stream& data, std::string& kept, std::s
   while (!answered && kept.size() < frame_size + limit) {
     auto [wec] = co_await user.socket().async_wait(tcp::socket::wait_read, nothrow);
     if (wec || answered) co_return;
+    // Read into a scratch buffer (never held across a wait), so a one-byte read
+    // costs no zero-filled 16 KiB in `kept`.
+    thread_local std::array<char, kEarlyData> scratch;
     const auto before = kept.size();
-    kept.resize(std::min(before + kEarlyData, frame_size + limit));
     error_code ec;
-    const auto n = user.read_now(asio::buffer(kept.data() + before, kept.size() - before), ec);
-    kept.resize(before + n);
+    const auto n = user.read_now(
+        asio::buffer(scratch.data(), std::min(scratch.size(), frame_size + limit - before)), ec);
+    kept.append(scratch.data(), n);
     if (n > 0 && co_await data.write_all(asio::buffer(kept.data() + before, n))) co_return;
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return;
   }
@@ -115,6 +119,9 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
                   ec.message());
     co_return;
   }
+  // They count against the upload limits like every later byte: their debt makes
+  // the splice wait.
+  for (auto* b : pace.a_to_b) b->take(opening.size() - frame_size, steady_clock::now());
 
   std::optional<Stream> data;
   std::string first_write;  // the connection's data_ok, then `opening`: one write

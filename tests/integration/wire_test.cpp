@@ -544,6 +544,49 @@ TEST_F(WireTest, APacedUserWaitsForTheClientsAnswer) {
   EXPECT_EQ(got, request);
 }
 
+// The bytes that ride with `start` count against the app's upload limit: the
+// splice makes up for them. (Uncounted, every short connection would pass up to
+// 16 KiB beyond the limit.)
+TEST_F(WireTest, BytesThatRideWithStartCountAgainstTheUploadLimit) {
+  RawPeer control(io);
+  RawSession session;
+  // 1,000 bytes/s: the bucket holds its smallest burst, 64 KiB, and refills slowly.
+  const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000});
+  ASSERT_NE(app_port, 0);
+  RawPeer data(io);
+  error_code ec;
+  ASSERT_TRUE(
+      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
+  ASSERT_FALSE(ec) << ec.message();
+
+  tcp::socket user(io);
+  msg::Start start;
+  const std::string early(16 * 1024, 'e');
+  std::string got_early(early.size(), '\0');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await user.async_connect(loopback(app_port), nothrow);
+    co_await asio::async_write(user, asio::buffer(early), nothrow);
+    ec = co_await data.expect_start(start);
+    // Before `connected`: they rode with `start` (a paced user sends nothing ahead).
+    if (!ec) ec = co_await data.stream.read_exact(asio::buffer(got_early));
+  })) << "the user's first bytes did not ride with start";
+  ASSERT_FALSE(ec) << ec.message() << " " << data.peer_error;
+  EXPECT_EQ(got_early, early);
+
+  // 48 KiB of the burst are left: of 60 KiB more, the last 12 KiB wait about 12 s.
+  const std::string more(60 * 1024, 'm');
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    const Message connected = msg::Connected{};
+    ec = co_await data.send(connected);
+    if (!ec) co_await asio::async_write(user, asio::buffer(more), nothrow);
+  }));
+  ASSERT_FALSE(ec) << ec.message();
+  std::string got(more.size(), '\0');
+  EXPECT_FALSE(run(
+      io, [&]() -> awaitable<void> { co_await data.stream.read_exact(asio::buffer(got)); }, 1s))
+      << "the bytes that rode with start were not counted against the limit";
+}
+
 // A data connection's number serves once: the same proof played back later (a
 // recording) is refused, though it verifies, and the source is slowed down.
 TEST_F(WireTest, ADataConnectionsNumberServesOnce) {
