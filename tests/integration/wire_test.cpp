@@ -41,6 +41,14 @@ class WireTest : public TunnelTest {
     return reg.apps[0].remote_port;
   }
 
+  // One data connection for `session`, as the client dials it: admitted to the pool.
+  void pool_data_connection(RawPeer& data, const RawSession& session) {
+    error_code ec;
+    ASSERT_TRUE(
+        run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
+    ASSERT_FALSE(ec) << ec.message();
+  }
+
   // Logs in, registers no app, lets `offend` misbehave on the control connection and
   // expects the server to end the session for it.
   void expect_session_ended_by(const std::function<awaitable<void>(RawPeer&)>& offend,
@@ -451,10 +459,8 @@ TEST_F(WireTest, UserBytesGoAheadOfTheClientsAnswerUpTo64KiB) {
   const auto app_port = start_with_one_app(control, session);
   ASSERT_NE(app_port, 0);
   RawPeer data(io);
+  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
   error_code ec;
-  ASSERT_TRUE(
-      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
-  ASSERT_FALSE(ec) << ec.message();
 
   tcp::socket user(io);
   msg::Start start;
@@ -514,10 +520,8 @@ TEST_F(WireTest, APacedUserWaitsForTheClientsAnswer) {
   const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000'000});
   ASSERT_NE(app_port, 0);
   RawPeer data(io);
+  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
   error_code ec;
-  ASSERT_TRUE(
-      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
-  ASSERT_FALSE(ec) << ec.message();
 
   tcp::socket user(io);
   msg::Start start;
@@ -554,10 +558,8 @@ TEST_F(WireTest, BytesThatRideWithStartCountAgainstTheUploadLimit) {
   const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000});
   ASSERT_NE(app_port, 0);
   RawPeer data(io);
+  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
   error_code ec;
-  ASSERT_TRUE(
-      run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
-  ASSERT_FALSE(ec) << ec.message();
 
   tcp::socket user(io);
   msg::Start start;
