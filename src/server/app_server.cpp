@@ -28,6 +28,10 @@ std::string cidrs(const std::vector<Cidr>& list) {
   return out;
 }
 
+// User bytes are read here first (never held across a wait) and appended to the
+// kept copy, so a one-byte read costs no zero-filled 16 KiB.
+thread_local std::array<char, kEarlyData> scratch;
+
 // The user's bytes that come while the client connects to its local app go on at
 // once: an app that waits for its client to speak first (HTTP) gets the request
 // one trip sooner. They are kept in `kept` (behind `start`) for a retry on another
@@ -38,9 +42,6 @@ awaitable<void> send_ahead(Stream& user, Stream& data, std::string& kept, std::s
   while (!answered && kept.size() < frame_size + limit) {
     auto [wec] = co_await user.socket().async_wait(tcp::socket::wait_read, nothrow);
     if (wec || answered) co_return;
-    // Read into a scratch buffer (never held across a wait), so a one-byte read
-    // costs no zero-filled 16 KiB in `kept`.
-    thread_local std::array<char, kEarlyData> scratch;
     const auto before = kept.size();
     error_code ec;
     const auto n = user.read_now(
@@ -110,10 +111,8 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   const Message start = msg::Start{app, conn};
   std::string opening = frame_bytes(encode(start));
   const auto frame_size = opening.size();
-  opening.resize(frame_size + kEarlyData);
   error_code ec;
-  opening.resize(frame_size +
-                 user.read_now(asio::buffer(opening.data() + frame_size, kEarlyData), ec));
+  opening.append(scratch.data(), user.read_now(asio::buffer(scratch), ec));
   if (ec && ec != asio::error::would_block && ec != asio::error::eof) {
     spdlog::debug("{}: user {} left before a data connection was ready: {}", context, user_peer,
                   ec.message());
