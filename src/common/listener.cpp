@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,39 +119,55 @@ error_code system_error_code(int err) {
   return {err, asio::error::get_system_category()};
 }
 
-// One attempt. Not asio::async_connect: that polls the socket once more after the
-// reactor reports it writable, where SO_ERROR alone tells the outcome.
-awaitable<error_code> connect_one(tcp::socket& s, const tcp::endpoint& ep) {
+// The outcome of a connect the socket is writable after.
+error_code connect_result(tcp::socket& s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  return err ? system_error_code(err) : error_code{};
+}
+
+// Starts one attempt; its result when it is over already, as it is to a listener
+// on this host (the kernel runs the handshake inside connect()), so such a
+// connection costs no reactor round and no timer. Not asio::async_connect: that
+// polls the socket once more after the reactor reports it writable, where
+// SO_ERROR alone tells the outcome.
+std::optional<error_code> start_connect(tcp::socket& s, const tcp::endpoint& ep) {
   error_code ec;
   if (s.is_open()) s.close(ec);
   s.open(ep.protocol(), ec);
   if (!ec) s.non_blocking(true, ec);
-  if (ec) co_return ec;
+  if (ec) return ec;
   tune_socket(s);
   if (::connect(s.native_handle(), ep.data(), static_cast<socklen_t>(ep.size())) == 0)
-    co_return error_code{};
-  if (errno != EINPROGRESS) co_return system_error_code(errno);
-  auto [wec] = co_await s.async_wait(tcp::socket::wait_write, nothrow);
-  if (wec) co_return wec;
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  co_return err ? system_error_code(err) : error_code{};
+    return error_code{};
+  if (errno != EINPROGRESS) return system_error_code(errno);
+  pollfd p{s.native_handle(), POLLOUT, 0};
+  if (::poll(&p, 1, 0) != 1) return std::nullopt;
+  return connect_result(s);
 }
 
-awaitable<error_code> connect_first(tcp::socket& s, const std::vector<tcp::endpoint>& eps) {
-  error_code ec = asio::error::host_not_found;
-  for (auto& ep : eps)
-    if (!(ec = co_await connect_one(s, ep))) break;
-  co_return ec;
+awaitable<error_code> finish_connect(tcp::socket& s) {
+  auto [ec] = co_await s.async_wait(tcp::socket::wait_write, nothrow);
+  co_return ec ? ec : connect_result(s);
 }
 
 }  // namespace
 
 awaitable<error_code> connect_any(tcp::socket& s, const std::vector<tcp::endpoint>& eps,
                                   steady_clock::duration timeout) {
-  auto r = co_await with_timeout(connect_first(s, eps), timeout);
-  co_return r ? *r : asio::error::timed_out;
+  const auto deadline = steady_clock::now() + timeout;
+  error_code ec = asio::error::host_not_found;
+  for (auto& ep : eps) {
+    auto done = start_connect(s, ep);
+    if (!done) {
+      auto r = co_await with_timeout(finish_connect(s), deadline - steady_clock::now());
+      if (!r) co_return asio::error::timed_out;
+      done = *r;
+    }
+    if (!(ec = *done)) break;
+  }
+  co_return ec;
 }
 
 }  // namespace ntp
