@@ -35,8 +35,23 @@ struct Pace {
 // not be had (out of descriptors). README's Performance section says which wins.
 enum class SpliceMode { buffered, zero_copy };
 
-awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {},
-                               SpliceMode mode = SpliceMode::buffered);
+// Bytes for `a` that must go before any of b's (the client's `connected`). They
+// wait up to `hold` for b's first bytes and go in the same write, so a's peer
+// wakes once for both; alone once `hold` is over or b has ended.
+struct Lead {
+  std::string bytes;
+  steady_clock::duration hold{};
+};
+
+awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace, SpliceMode mode, Lead lead);
+
+// Defaults in a plain function, not on the coroutine: GCC 12 copies a coroutine's
+// defaulted class-type argument bitwise (a short std::string's pointer then
+// points into the caller's temporary, and freeing it aborts).
+inline awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {},
+                                      SpliceMode mode = SpliceMode::buffered) {
+  return splice(a, b, std::move(pace), mode, Lead{});
+}
 
 // For the "stream closed" log line: "after 1.2 s, 10 bytes in, 20 bytes out (30 zero-copy)".
 std::string describe(const SpliceResult& r, steady_clock::duration lasted);

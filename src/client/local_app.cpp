@@ -22,13 +22,14 @@ awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t 
     co_await write_error(data, why);
     co_return;
   }
-  const Message connected = msg::Connected{};
-  if (co_await write_message(data, connected)) co_return;
   Stream local(std::move(local_socket));
   LiveStreams::Entry live(streams, data.socket(), local.socket());
   spdlog::debug("{}: stream open to {}", context, app.local.str());
   const auto began = steady_clock::now();
-  auto bytes = co_await splice(data, local, {}, mode);
+  // `connected` waits a moment for the app's first bytes (a banner, or the answer
+  // to the user's first bytes, which the splice delivers meanwhile).
+  Lead connected{frame_bytes(encode(msg::Connected{})), kConnectedHold};
+  auto bytes = co_await splice(data, local, {}, mode, std::move(connected));
   spdlog::debug("{}: stream closed {}", context, describe(bytes, steady_clock::now() - began));
 }
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -188,10 +189,36 @@ awaitable<Moved> splice_when_writable(Stream& from, Stream& to, Piped& p, std::u
   co_return moved;
 }
 
+// Writes `lead`, and behind it in the same write what `from` sends within the
+// lead's hold. False if a write failed.
+awaitable<bool> send_lead(Stream& from, Stream& to, const Lead& lead,
+                          const std::vector<TokenBucket*>& pace, std::uint64_t& total) {
+  const auto k = lead.bytes.size();
+  const std::size_t chunk = pace.empty() ? kBufferSize : kPacedRead;
+  if (k >= chunk) co_return !co_await to.write_all(asio::buffer(lead.bytes));
+  auto ready = co_await with_timeout(from.wait_readable(), lead.hold);
+  Lease lease;  // after the wait: a stream on hold borrows nothing
+  std::memcpy(lease.buf.get(), lead.bytes.data(), k);
+  std::size_t n = 0;
+  if (ready && !*ready) {
+    error_code ignored;  // eof or an error: the pump's loop meets it again
+    n = from.read_now(asio::buffer(lease.buf.get() + k, chunk - k), ignored);
+    if (n > 0 && !pace.empty() && !co_await pace_out(pace, n, from, to)) co_return false;
+  }
+  if (co_await to.write_all(asio::buffer(lease.buf.get(), k + n))) co_return false;
+  total += n;
+  co_return true;
+}
+
 awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace,
-                              SpliceMode mode, std::uint64_t& piped) {
+                              SpliceMode mode, std::uint64_t& piped, const Lead* lead) {
   const bool zero_copy = mode == SpliceMode::zero_copy && !from.tls() && !to.tls() && pace.empty();
   std::uint64_t total = 0;
+  if (lead && !co_await send_lead(from, to, *lead, pace, total)) {
+    from.close();
+    to.close();
+    co_return total;
+  }
   for (;;) {
     // Bytes the stream read ahead (behind a frame) are in memory already: copy them.
     const bool by_pipe = zero_copy && !from.has_buffered();
@@ -227,10 +254,11 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
 
 }  // namespace
 
-awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace, SpliceMode mode) {
+awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace, SpliceMode mode, Lead lead) {
   std::uint64_t piped = 0;
-  auto [up, down] =
-      co_await (pump(a, b, pace.a_to_b, mode, piped) && pump(b, a, pace.b_to_a, mode, piped));
+  const Lead* to_a = lead.bytes.empty() ? nullptr : &lead;
+  auto [up, down] = co_await (pump(a, b, pace.a_to_b, mode, piped, nullptr) &&
+                              pump(b, a, pace.b_to_a, mode, piped, to_a));
   co_return SpliceResult{up, down, piped};
 }
 

@@ -223,5 +223,30 @@ TEST_F(ClientTest, DataConnectionProtocol) {
       << "pool not refilled: " << client->pool_size();
 }
 
+// An app that waits for the user to finish before it says anything: `connected`
+// does not wait for it (only a moment), and the user's bytes reach it meanwhile.
+TEST_F(ClientTest, ConnectedComesForAnAppThatSpeaksLast) {
+  start_fake();
+  start_client(client_config({app_at("replier", replier)}));
+  ASSERT_TRUE(wait_until(io, [&] { return !fake->data.empty(); })) << "no data connection";
+  auto data = fake->data[0];
+  bool connected = false;
+  std::pair<std::string, error_code> reply;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    std::string buf, peer_error;
+    msg::Connected ok;
+    const Message start = msg::Start{"replier", 1};
+    const std::string request = frame_bytes(encode(start)) + "abc";
+    co_await asio::async_write(*data, asio::buffer(request), nothrow);
+    connected = !co_await expect_message(*data, buf, ok, &peer_error);
+    error_code ignored;
+    data->shutdown(tcp::socket::shutdown_send, ignored);
+    reply = co_await read_to_eof(*data);
+  })) << "no answer on the data connection";
+  EXPECT_TRUE(connected);
+  EXPECT_EQ(reply.first, "got 3 bytes");
+  EXPECT_EQ(reply.second, asio::error::eof);
+}
+
 }  // namespace
 }  // namespace ntp

@@ -65,6 +65,7 @@ class Splice : public ::testing::TestWithParam<Path> {
   LiveStreams streams{io.get_executor()};
   std::optional<SpliceResult> result;
   bool started = false;
+  Lead lead;  // for `a`, ahead of b's bytes (the client's `connected`)
 
   void start(bool tracked = false) {
     started = true;
@@ -75,7 +76,7 @@ class Splice : public ::testing::TestWithParam<Path> {
     if (tracked)
       asio::co_spawn(io, tracked_splice(streams, a, b, mode), done);
     else
-      asio::co_spawn(io, splice(a, b, {}, mode), done);
+      asio::co_spawn(io, splice(a, b, {}, mode, lead), done);
   }
 
   void half_close(Stream& s) {
@@ -222,6 +223,70 @@ TEST_P(Splice, BytesReadAheadCrossFirst) {
   EXPECT_EQ(at_app, "456789abc");
   ASSERT_TRUE(ended());
   EXPECT_EQ(result->a_to_b, 9u);
+}
+
+// The lead waits for the app's first bytes and goes with them, while the
+// user's bytes reach the app meanwhile.
+TEST_P(Splice, ALeadWaitsForTheFirstBytesBack) {
+  lead = {"LEAD", 5s};
+  start();
+  std::string at_app, at_user;
+  std::size_t early = 0;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    co_await send(user, "ping");
+    at_app = co_await read_n(app, 4);
+    early = user.socket().available();  // a lead sent at once would be here by now
+    co_await send(app, "pong");
+    at_user = co_await read_n(user, 8);
+    co_await user.shutdown_send();
+    co_await app.shutdown_send();
+  })) << "bytes did not cross a splice with a lead";
+  EXPECT_EQ(at_app, "ping") << "the user's bytes waited for the lead";
+  EXPECT_EQ(early, 0u) << "the lead went before the app's first bytes";
+  EXPECT_EQ(at_user, "LEADpong");
+  ASSERT_TRUE(ended());
+  EXPECT_EQ(result->a_to_b, 4u);
+  EXPECT_EQ(result->b_to_a, 4u);  // the lead is not the app's
+}
+
+// An app that says nothing: the lead goes alone once its hold is over.
+TEST_P(Splice, ALeadGoesAloneAfterItsHold) {
+  lead = {"LEAD", 100ms};
+  const auto began = steady_clock::now();
+  start();
+  std::string first, later;
+  steady_clock::duration waited{};
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    first = co_await read_n(user, 4);
+    waited = steady_clock::now() - began;
+    co_await send(app, "late");
+    later = co_await read_n(user, 4);
+    co_await user.shutdown_send();
+    co_await app.shutdown_send();
+  })) << "the lead never came";
+  EXPECT_EQ(first, "LEAD");
+  EXPECT_GE(waited, 100ms) << "the lead did not wait for the app";
+  EXPECT_EQ(later, "late");
+  ASSERT_TRUE(ended());
+}
+
+// An app that ends without a word: the lead, then the end, without the hold.
+TEST_P(Splice, ALeadGoesBeforeTheAppsEnd) {
+  lead = {"LEAD", 5s};
+  start();
+  std::pair<std::string, error_code> at_user;
+  ASSERT_TRUE(run(
+      io,
+      [&]() -> awaitable<void> {
+        co_await app.shutdown_send();
+        at_user = co_await read_to_eof(user);
+        co_await user.shutdown_send();
+      },
+      2s))
+      << "the lead waited out its hold after the app's end";
+  EXPECT_EQ(at_user.first, "LEAD");
+  EXPECT_EQ(at_user.second, asio::error::eof);
+  ASSERT_TRUE(ended());
 }
 
 // A reset on one side ends both directions; the other peer sees its stream end.
