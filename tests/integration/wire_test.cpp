@@ -41,11 +41,21 @@ class WireTest : public TunnelTest {
     return reg.apps[0].remote_port;
   }
 
-  // One data connection for `session`, as the client dials it: admitted to the pool.
-  void pool_data_connection(RawPeer& data, const RawSession& session) {
+  // A session with one app ("app" unless `app` says otherwise) and one data
+  // connection in its pool, dialed as the client does: where a user's
+  // connection starts.
+  struct Pooled {
+    explicit Pooled(asio::io_context& io) : control(io), data(io) {}
+    RawPeer control, data;
+    RawSession session;
+    std::uint16_t app_port = 0;
+  };
+  void start_pooled(Pooled& p, const msg::AppRequest& app = {"app", 0}) {
+    p.app_port = start_with_one_app(p.control, p.session, app);
+    ASSERT_NE(p.app_port, 0);
     error_code ec;
-    ASSERT_TRUE(
-        run(io, [&]() -> awaitable<void> { ec = co_await data.data_login(server_port, session); }));
+    ASSERT_TRUE(run(
+        io, [&]() -> awaitable<void> { ec = co_await p.data.data_login(server_port, p.session); }));
     ASSERT_FALSE(ec) << ec.message();
   }
 
@@ -454,12 +464,10 @@ TEST_F(WireTest, AStalePooledConnectionIsSkippedWithNothingLost) {
 // (an app that waits for its client to speak first gets the request one trip
 // sooner), up to 64 KiB before the client answers; the rest follows `connected`.
 TEST_F(WireTest, UserBytesGoAheadOfTheClientsAnswerUpTo64KiB) {
-  RawPeer control(io);
-  RawSession session;
-  const auto app_port = start_with_one_app(control, session);
-  ASSERT_NE(app_port, 0);
-  RawPeer data(io);
-  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
+  Pooled pooled(io);
+  ASSERT_NO_FATAL_FAILURE(start_pooled(pooled));
+  auto& data = pooled.data;
+  const auto app_port = pooled.app_port;
   error_code ec;
 
   tcp::socket user(io);
@@ -515,12 +523,10 @@ TEST_F(WireTest, UserBytesGoAheadOfTheClientsAnswerUpTo64KiB) {
 
 // A bandwidth-limited app's user sends nothing ahead: the splice paces every byte.
 TEST_F(WireTest, APacedUserWaitsForTheClientsAnswer) {
-  RawPeer control(io);
-  RawSession session;
-  const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000'000});
-  ASSERT_NE(app_port, 0);
-  RawPeer data(io);
-  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
+  Pooled pooled(io);
+  ASSERT_NO_FATAL_FAILURE(start_pooled(pooled, {"app", 0, {}, 1'000'000}));
+  auto& data = pooled.data;
+  const auto app_port = pooled.app_port;
   error_code ec;
 
   tcp::socket user(io);
@@ -552,13 +558,11 @@ TEST_F(WireTest, APacedUserWaitsForTheClientsAnswer) {
 // splice makes up for them. (Uncounted, every short connection would pass up to
 // 16 KiB beyond the limit.)
 TEST_F(WireTest, BytesThatRideWithStartCountAgainstTheUploadLimit) {
-  RawPeer control(io);
-  RawSession session;
+  Pooled pooled(io);
   // 1,000 bytes/s: the bucket holds its smallest burst, 64 KiB, and refills slowly.
-  const auto app_port = start_with_one_app(control, session, {"app", 0, {}, 1'000});
-  ASSERT_NE(app_port, 0);
-  RawPeer data(io);
-  ASSERT_NO_FATAL_FAILURE(pool_data_connection(data, session));
+  ASSERT_NO_FATAL_FAILURE(start_pooled(pooled, {"app", 0, {}, 1'000}));
+  auto& data = pooled.data;
+  const auto app_port = pooled.app_port;
   error_code ec;
 
   tcp::socket user(io);
