@@ -192,7 +192,8 @@ awaitable<Moved> splice_when_writable(Stream& from, Stream& to, Piped& p, std::u
 // Writes `lead`, and behind it in the same write what `from` sends within the
 // lead's hold. False if a write failed.
 awaitable<bool> send_lead(Stream& from, Stream& to, const Lead& lead,
-                          const std::vector<TokenBucket*>& pace, std::uint64_t& total) {
+                          const std::vector<TokenBucket*>& pace, std::uint64_t& total,
+                          std::uint64_t& with_frames) {
   const auto k = lead.bytes.size();
   const std::size_t chunk = pace.empty() ? kBufferSize : kPacedRead;
   if (k >= chunk) co_return !co_await to.write_all(asio::buffer(lead.bytes));
@@ -207,14 +208,20 @@ awaitable<bool> send_lead(Stream& from, Stream& to, const Lead& lead,
   }
   if (co_await to.write_all(asio::buffer(lease.buf.get(), k + n))) co_return false;
   total += n;
+  with_frames += n;
   co_return true;
 }
 
+// How a splice's bytes went, over both pumps.
+struct Moves {
+  std::uint64_t piped = 0, with_frames = 0;
+};
+
 awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenBucket*>& pace,
-                              SpliceMode mode, std::uint64_t& piped, const Lead* lead) {
+                              SpliceMode mode, Moves& moves, const Lead* lead) {
   const bool zero_copy = mode == SpliceMode::zero_copy && !from.tls() && !to.tls() && pace.empty();
   std::uint64_t total = 0;
-  if (lead && !co_await send_lead(from, to, *lead, pace, total)) {
+  if (lead && !co_await send_lead(from, to, *lead, pace, total, moves.with_frames)) {
     from.close();
     to.close();
     co_return total;
@@ -233,12 +240,15 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
     auto moved = Moved::failed;
     if (pipe) {
       Piped p{*pipe};
-      moved = splice_now(from, to, p, total, piped);
+      moved = splice_now(from, to, p, total, moves.piped);
       if (moved == Moved::write_blocked)
-        moved = co_await splice_when_writable(from, to, p, total, piped);
+        moved = co_await splice_when_writable(from, to, p, total, moves.piped);
       pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
     } else {
+      const bool ahead = from.has_buffered();  // copy_ready then takes just those
+      const auto before = total;
       moved = co_await copy_ready(from, to, pace, total);
+      if (ahead) moves.with_frames += total - before;
     }
     if (moved == Moved::eof) {
       co_await to.shutdown_send();  // half-close
@@ -255,17 +265,17 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
 }  // namespace
 
 awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace, SpliceMode mode, Lead lead) {
-  std::uint64_t piped = 0;
+  Moves moves;
   const Lead* to_a = lead.bytes.empty() ? nullptr : &lead;
-  auto [up, down] = co_await (pump(a, b, pace.a_to_b, mode, piped, nullptr) &&
-                              pump(b, a, pace.b_to_a, mode, piped, to_a));
-  co_return SpliceResult{up, down, piped};
+  auto [up, down] = co_await (pump(a, b, pace.a_to_b, mode, moves, nullptr) &&
+                              pump(b, a, pace.b_to_a, mode, moves, to_a));
+  co_return SpliceResult{up, down, moves.piped, moves.with_frames};
 }
 
 std::string describe(const SpliceResult& r, steady_clock::duration lasted) {
-  return fmt::format("after {:.1f} s, {} bytes in, {} bytes out ({} zero-copy)",
-                     std::chrono::duration<double>(lasted).count(), r.a_to_b, r.b_to_a,
-                     r.zero_copy);
+  return fmt::format("after {:.1f} s, {} bytes in, {} bytes out ({} zero-copy, {} with frames)",
+                     std::chrono::duration<double>(lasted).count(), r.a_to_b, r.b_to_a, r.zero_copy,
+                     r.with_frames);
 }
 
 }  // namespace ntp

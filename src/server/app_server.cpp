@@ -166,6 +166,9 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
     spdlog::warn("{}: closing user {}: no working data connection", context, user_peer);
     co_return;
   }
+  // The user's bytes that went with `start` or ahead of the answer: copied with
+  // a frame, and part of the stream's count.
+  const std::uint64_t sent_before = opening.size() - frame_size;
   std::string().swap(opening);  // a held stream keeps no buffer
   std::string().swap(first_write);
   LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
@@ -174,6 +177,8 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   const auto began = steady_clock::now();
   const auto mode = server.config().zero_copy ? SpliceMode::zero_copy : SpliceMode::buffered;
   auto bytes = co_await splice(user, *data, pace, mode);
+  bytes.a_to_b += sent_before;
+  bytes.with_frames += sent_before;
   spdlog::debug("{}: stream closed {}", context, describe(bytes, steady_clock::now() - began));
 }
 

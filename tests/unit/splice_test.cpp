@@ -102,6 +102,7 @@ class Splice : public ::testing::TestWithParam<Path> {
       EXPECT_EQ(result->zero_copy, total) << "bytes took the buffered path";
     else
       EXPECT_EQ(result->zero_copy, 0u) << "bytes took the zero-copy path";
+    EXPECT_EQ(result->with_frames, 0u) << "no byte came with a frame";
   }
 };
 
@@ -223,6 +224,12 @@ TEST_P(Splice, BytesReadAheadCrossFirst) {
   EXPECT_EQ(at_app, "456789abc");
   ASSERT_TRUE(ended());
   EXPECT_EQ(result->a_to_b, 9u);
+  // The six read ahead are copied with their frame (over TLS OpenSSL holds
+  // them, and every byte is copied anyway); the later three take the path.
+  EXPECT_EQ(result->with_frames, is_tls(GetParam()) ? 0u : 6u);
+  if (GetParam() == Path::zero_copy) {
+    EXPECT_EQ(result->zero_copy, 3u);
+  }
 }
 
 // The lead waits for the app's first bytes and goes with them, while the
@@ -247,6 +254,10 @@ TEST_P(Splice, ALeadWaitsForTheFirstBytesBack) {
   ASSERT_TRUE(ended());
   EXPECT_EQ(result->a_to_b, 4u);
   EXPECT_EQ(result->b_to_a, 4u);  // the lead is not the app's
+  EXPECT_EQ(result->with_frames, 4u) << "the app's first bytes went with the lead";
+  if (GetParam() == Path::zero_copy) {
+    EXPECT_EQ(result->zero_copy, 4u);
+  }
 }
 
 // An app that says nothing: the lead goes alone once its hold is over.
