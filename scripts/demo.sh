@@ -13,7 +13,9 @@
 #   --bin-dir DIR  use ntp-server and ntp-client from DIR, do not build
 #   --keep         keep the temporary directory (configs and logs) on exit
 #
-# Without --bin-dir it builds first, the same way as scripts/test.sh. Ports
+# Without --bin-dir it first installs the Debian packages the build needs
+# (scripts/deps.sh: only those missing, with sudo when not root), then builds
+# the same way as scripts/test.sh. Ports
 # 7000 and 6080 are used when free, else free ones are picked. Everything
 # listens on 127.0.0.1 only.
 # shellcheck disable=SC2317  # cleanup, stop and show_log run from traps
@@ -46,14 +48,18 @@ done
 
 root=$(cd "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 
+if [[ -z "$bin_dir" ]]; then
+  # shellcheck source=scripts/deps.sh
+  source "$root/scripts/deps.sh"
+  ntp_deps build
+fi
 for tool in python3 setsid; do
   command -v "$tool" >/dev/null || { echo "demo: $tool not found" >&2; exit 1; }
 done
 
 if [[ -z "$bin_dir" ]]; then
   echo "== building (as scripts/test.sh does)"
-  cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release
-  cmake --build "$root/build"
+  (cd "$root" && cmake --preset release && cmake --build --preset release)
   bin_dir="$root/build/bin"
 fi
 [[ -d "$bin_dir" ]] || { echo "demo: $bin_dir is not a directory" >&2; exit 1; }

@@ -19,6 +19,10 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
 fi
 readonly TARGETS=(fuzz_message fuzz_frame fuzz_server_config fuzz_client_config)
 
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+ntp_deps build fuzz
+
 cmake --preset fuzz
 cmake --build --preset fuzz
 
