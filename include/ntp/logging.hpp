@@ -23,7 +23,10 @@ class RateLimit {
   RateLimit(int burst, std::chrono::steady_clock::duration period)
       : burst_(burst), period_(period) {}
   // true when a line may be written; `suppressed` gets how many were dropped since.
-  bool allow(std::uint64_t& suppressed);
+  bool allow(std::uint64_t& suppressed) {
+    return allow(suppressed, std::chrono::steady_clock::now());
+  }
+  bool allow(std::uint64_t& suppressed, std::chrono::steady_clock::time_point now);
 
  private:
   int burst_;

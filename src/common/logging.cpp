@@ -29,8 +29,7 @@ void setup_logging(LogLevel level) {
   spdlog::set_default_logger(std::move(logger));
 }
 
-bool RateLimit::allow(std::uint64_t& suppressed) {
-  auto now = std::chrono::steady_clock::now();
+bool RateLimit::allow(std::uint64_t& suppressed, std::chrono::steady_clock::time_point now) {
   if (now - window_start_ >= period_) {
     window_start_ = now;
     used_ = 0;

@@ -16,11 +16,9 @@
 namespace ntp {
 namespace {
 
-constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial back
-constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
-constexpr int kStaleRetries = 3;                       // idle data connections that died unnoticed
-constexpr std::size_t kEarlyData = 16 * 1024;          // user bytes sent along with `start`
-constexpr std::size_t kSentAhead = 64 * 1024;          // and before the client's answer, in all
+constexpr int kStaleRetries = 3;               // idle data connections that died unnoticed
+constexpr std::size_t kEarlyData = 16 * 1024;  // user bytes sent along with `start`
+constexpr std::size_t kSentAhead = 64 * 1024;  // and before the client's answer, in all
 
 std::string cidrs(const std::vector<Cidr>& list) {
   std::string out;

@@ -14,6 +14,9 @@ namespace ntp {
 
 class AppGroup;
 
+inline constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial back
+inline constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
+
 class AppServer {
  public:
   // Who may connect and the app's own limits (apps.json), within the group's.

@@ -14,7 +14,6 @@
 namespace ntp {
 namespace {
 
-constexpr auto kProbeLimit = std::chrono::seconds(2);
 constexpr unsigned char kTlsHandshakeRecord = 0x16;  // the first byte of a ClientHello
 
 // The first byte without consuming it: TLS and plain clients are told apart by it.

@@ -21,6 +21,10 @@ namespace ntp {
 
 class AppGroup;
 
+// How long a logged-in session has to answer the probe that a second login for
+// its group sends; one that does not answer is replaced.
+inline constexpr auto kProbeLimit = std::chrono::seconds(2);
+
 class CommonServer {
  public:
   // `open_token` is the server-wide token; unused when config.groups is set.
@@ -41,6 +45,7 @@ class CommonServer {
   std::uint64_t next_conn_id() { return ++conn_ids_; }
   std::size_t group_count() const { return groups_.size(); }
   const LoginThrottle& throttle() const { return throttle_; }
+  std::size_t handshakes() const { return unauthenticated_.size(); }  // accepted, not yet proven
 
  private:
   awaitable<void> handle(tcp::socket s, tcp::endpoint peer_ep);

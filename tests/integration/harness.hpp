@@ -14,8 +14,10 @@
 
 #include "../support/test_support.hpp"
 #include "../support/tls_support.hpp"
+#include "app_server.hpp"
 #include "client.hpp"
 #include "common_server.hpp"
+#include "local_app.hpp"
 #include "ntp/auth.hpp"
 #include "ntp/logging.hpp"
 #include "ntp/message.hpp"

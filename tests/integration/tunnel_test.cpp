@@ -26,7 +26,8 @@ TEST_F(TunnelTest, LogsInAndRegisters) {
 TEST_F(TunnelTest, WrongTokenNeverLogsIn) {
   start_server();
   start_client(client_config({app_at("echo", echo)}, "wrong-token"));
-  run_for(io, 300ms);
+  ASSERT_TRUE(wait_until(io, [&] { return server->throttle().size() == 1; }))
+      << "the wrong proof was never checked";
   EXPECT_FALSE(client->logged_in());
   EXPECT_EQ(server->group_count(), 0u);
   EXPECT_TRUE(client->remote_ports().empty());
@@ -183,7 +184,7 @@ TEST_F(TunnelTest, UnreachableLocalAppClosesTheUser) {
   ASSERT_TRUE(wait_until(io, [&] { return logged_in(1); })) << "no login and registration";
   const auto port = client->remote_ports().at("dead");
   std::pair<std::string, error_code> end;
-  const auto began = steady_clock::now();
+  // Closed at the refusal, not when the client's connect timeout runs out.
   ASSERT_TRUE(run(
       io,
       [&]() -> awaitable<void> {
@@ -191,11 +192,10 @@ TEST_F(TunnelTest, UnreachableLocalAppClosesTheUser) {
         co_await s.async_connect(loopback(port), nothrow);
         end = co_await read_to_eof(s);
       },
-      3s))
+      half_of(kLocalConnectTimeout)))
       << "user left hanging";
   EXPECT_EQ(end.first, "");
   EXPECT_TRUE(end.second);
-  EXPECT_LT(steady_clock::now() - began, 1s);
 }
 
 // stop() closes listeners and sessions; a stream already spliced goes on.
@@ -242,7 +242,8 @@ TEST_F(TunnelTest, ServerStopClosesUnauthenticatedConnections) {
   start_server();
   RawPeer idle(io);
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> { co_await idle.connect(server_port, false); }));
-  run_for(io, 50ms);  // accepted and waiting for the prefix
+  ASSERT_TRUE(wait_until(io, [&] { return server->handshakes() == 1; }))
+      << "the connection was not accepted";
   server->stop();
   error_code ec;
   ASSERT_TRUE(run(

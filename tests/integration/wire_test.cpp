@@ -200,7 +200,7 @@ TEST_F(WireTest, BadMagicIsClosedAtOnce) {
   for (const auto& garbage : garbages) {
     RawPeer peer(io);
     std::pair<std::string, error_code> end;
-    const auto began = steady_clock::now();
+    // At its first wrong byte, not by the handshake timeout.
     ASSERT_TRUE(run(
         io,
         [&]() -> awaitable<void> {
@@ -210,11 +210,10 @@ TEST_F(WireTest, BadMagicIsClosedAtOnce) {
           co_await asio::async_write(peer.socket, asio::buffer(bytes), nothrow);
           end = co_await read_to_eof(peer.socket);
         },
-        2s))
-        << "garbage was not closed: " << garbage;
+        half_of(kHandshakeTimeout)))
+        << "garbage was not closed at once: " << garbage;
     EXPECT_EQ(end.first, "") << "the server answered garbage";
     EXPECT_TRUE(end.second);
-    EXPECT_LT(steady_clock::now() - began, 500ms);
   }
   EXPECT_EQ(server->group_count(), 0u);
 }
@@ -227,13 +226,17 @@ TEST_F(WireTest, HeartbeatTimeoutDropsTheSessionAndFreesItsPorts) {
   RawSession session;
   msg::Registered reg;
   error_code ec;
+  // The server last hears from the peer when it reads `register`: between the
+  // moment it is sent and the moment its answer is read.
+  steady_clock::time_point sent_at, answered_at;
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     ec = co_await peer.login(server_port, "home", kToken, session);
     const std::vector<msg::AppRequest> apps{{"app", 0}};
+    sent_at = steady_clock::now();
     if (!ec) ec = co_await peer.register_apps(apps, reg);
+    answered_at = steady_clock::now();
   }));
   ASSERT_FALSE(ec) << ec.message() << " " << peer.peer_error;
-  const auto logged_in_at = steady_clock::now();
   ASSERT_EQ(reg.apps.size(), 1u);
   ASSERT_EQ(reg.apps[0].error, "");
   const auto port = reg.apps[0].remote_port;
@@ -242,9 +245,10 @@ TEST_F(WireTest, HeartbeatTimeoutDropsTheSessionAndFreesItsPorts) {
   ASSERT_TRUE(wait_until(
       io, [&] { return server->group_count() == 0; }, 3s))
       << "silent session not dropped";
-  const auto took = steady_clock::now() - logged_in_at;
-  EXPECT_GE(took, 900ms);
-  EXPECT_LT(took, 2s);
+  const auto dropped_at = steady_clock::now();
+  // The watchdog fires heartbeat_timeout_s after the last frame, exactly.
+  EXPECT_GE(dropped_at - sent_at, 1s) << "dropped before heartbeat_timeout_s";
+  EXPECT_LT(dropped_at - answered_at, 2s) << "dropped a whole timeout late";
   error_code bind_ec;
   tcp::acceptor again(io);
   again.open(tcp::v4());
@@ -690,13 +694,12 @@ TEST_F(WireTest, SessionEndClosesWaitingUsersAndPorts) {
   ASSERT_FALSE(ec) << ec.message();
 
   control.socket.close();  // the client goes away
-  const auto began = steady_clock::now();
   std::pair<std::string, error_code> user_end;
+  // With the session, not when the wait for a data connection runs out.
   ASSERT_TRUE(run(
-      io, [&]() -> awaitable<void> { user_end = co_await read_to_eof(user); }, 2s))
+      io, [&]() -> awaitable<void> { user_end = co_await read_to_eof(user); }, half_of(kDataWait)))
       << "the waiting user was not closed with its session";
   EXPECT_TRUE(user_end.second);
-  EXPECT_LT(steady_clock::now() - began, 500ms);
   EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }));
   tcp::socket probe(io);
   error_code refused;
@@ -815,7 +818,8 @@ TEST_F(WireTest, SecondLoginRefusedWhileTheOldSessionAnswers) {
   EXPECT_TRUE(second.peer_error.starts_with("group 'home' is already logged in from 127.0.0.1:"))
       << second.peer_error;
   EXPECT_EQ(*answered, 1) << "the old session was not probed";
-  EXPECT_LT(steady_clock::now() - began, 1s) << "a live session's answer should decide at once";
+  EXPECT_LT(steady_clock::now() - began, kProbeLimit)
+      << "a live session's answer should decide at once, not the probe's time limit";
   EXPECT_EQ(server->group_count(), 1u);
   first.socket.close();  // ends the answering task
 }
@@ -847,7 +851,7 @@ TEST_F(WireTest, SecondLoginReplacesASilentSession) {
       5s));
   ASSERT_FALSE(second_ec) << second_ec.message() << " " << second.peer_error;
   const auto took = steady_clock::now() - began;
-  EXPECT_GE(took, 1500ms) << "replaced without waiting for the probe";
+  EXPECT_GE(took, kProbeLimit) << "replaced without waiting for the probe";
   EXPECT_LT(took, 3s);
   EXPECT_NE(s1.id, s2.id);
   ASSERT_EQ(reg2.apps.size(), 1u);

@@ -23,6 +23,12 @@ namespace ntp::test {
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 
+// A bound for "at once, not after waiting out `timer`": half of it, so that a
+// loaded machine has room and a bug that waits for the timer still fails.
+constexpr milliseconds half_of(std::chrono::nanoseconds timer) {
+  return std::chrono::duration_cast<milliseconds>(timer) / 2;
+}
+
 // Runs `io` until `done()` holds; false when `limit` passed first.
 inline bool wait_until(asio::io_context& io, const std::function<bool()>& done,
                        milliseconds limit = 5s) {

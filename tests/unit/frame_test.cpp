@@ -231,12 +231,11 @@ TEST_F(FrameIo, ReadPrefixRefusesAtTheFirstWrongByte) {
   asio::write(writer, asio::buffer(std::string("G")));
   std::uint8_t version = 0;
   error_code ec;
-  auto began = steady_clock::now();
+  // Only one byte comes: a read_prefix that waited for more would never return.
   ASSERT_TRUE(run(
       io, [&]() -> awaitable<void> { ec = co_await read_prefix(reader, version); }, 2s))
       << "read_prefix waited for more bytes after a wrong first byte";
   EXPECT_EQ(ec, make_error_code(ProtocolError::bad_magic));
-  EXPECT_LT(steady_clock::now() - began, 500ms);
 }
 
 TEST_F(FrameIo, ReadPrefixRefusesAWrongByteAfterAGoodStart) {

@@ -371,7 +371,6 @@ TEST_P(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
       io, [&] { return streams.size() == 1; }, 1s));
   // Shared: if an assertion ends the test early, TearDown still runs this to its end.
   auto waited = std::make_shared<bool>(false);
-  const auto began = steady_clock::now();
   asio::co_spawn(
       io,
       [this, waited]() -> awaitable<void> {
@@ -383,19 +382,18 @@ TEST_P(Splice, WaitEmptyEndsWhenTheLastStreamEnds) {
   EXPECT_FALSE(*waited) << "wait_empty returned while a stream was live";
   half_close(user);
   half_close(app);
+  // Long before its 5 s limit: the last stream's end is what wakes it.
   ASSERT_TRUE(wait_until(
-      io, [&] { return *waited; }, 2s))
+      io, [&] { return *waited; }, half_of(5s)))
       << "wait_empty missed the last stream ending";
-  EXPECT_LT(steady_clock::now() - began, 2s);
 }
 
 TEST(LiveStreams, WaitEmptyReturnsAtOnceWhenEmpty) {
   asio::io_context io;
   LiveStreams streams(io.get_executor());
-  const auto began = steady_clock::now();
   ASSERT_TRUE(run(
-      io, [&]() -> awaitable<void> { co_await streams.wait_empty(5s); }, 1s));
-  EXPECT_LT(steady_clock::now() - began, 100ms);
+      io, [&]() -> awaitable<void> { co_await streams.wait_empty(5s); }, half_of(5s)))
+      << "wait_empty waited with nothing to wait for";
 }
 
 TEST(LiveStreams, WaitEmptyGivesUpAfterTheGracePeriod) {
@@ -407,9 +405,7 @@ TEST(LiveStreams, WaitEmptyGivesUpAfterTheGracePeriod) {
   const auto began = steady_clock::now();
   ASSERT_TRUE(run(
       io, [&]() -> awaitable<void> { co_await streams.wait_empty(200ms); }, 2s));
-  const auto waited = steady_clock::now() - began;
-  EXPECT_GE(waited, 190ms);
-  EXPECT_LT(waited, 1s);
+  EXPECT_GE(steady_clock::now() - began, 200ms) << "gave up before the grace period";
   EXPECT_EQ(streams.size(), 1u);
 }
 
