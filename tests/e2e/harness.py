@@ -14,6 +14,7 @@ Environment:
 """
 
 import ctypes
+import datetime
 import hashlib
 import hmac
 import json
@@ -42,14 +43,40 @@ KEEP_TMP = bool(os.environ.get("NTP_E2E_KEEP"))
 LOG_LINES_ON_FAILURE = int(os.environ.get("NTP_E2E_LOG_LINES", "120"))
 
 # ---------------------------------------------------------------------------
-# Bounds promised by DESIGN.md / protocol.md.
-HANDSHAKE_TIMEOUT_S = 5.0   # prefix to welcome/data_ok
-GRACE_S = 3.0               # SIGTERM grace for live streams
+# Bounds promised by DESIGN.md / protocol.md, and the daemon constant each is.
+HANDSHAKE_TIMEOUT_S = 5.0   # prefix to welcome/data_ok (kHandshakeTimeout, include/ntp/frame.hpp)
+GRACE_S = 3.0               # SIGTERM grace for live streams (kShutdownGrace, ntp/daemon.hpp)
+FORCED_EXIT_S = 5.0         # after the grace, what still runs is stopped this much later
+                            # (run_until_signalled, src/common/daemon.cpp)
 RECONNECT_S = 15.0          # a client is back within ~15 s of its server
-PROBE_S = 2.0               # old session must answer the probe within ~2 s
-GARBAGE_CLOSE_S = 1.0       # non-magic bytes are closed "well under a second"
-LOCAL_DOWN_CLOSE_S = 3.0    # user of an unreachable local app closed promptly
+PROBE_S = 2.0               # old session must answer the probe (kProbeLimit, common_server.hpp)
+DATA_WAIT_S = 10.0          # a user waits this long for a data connection (kDataWait,
+                            # src/server/app_server.cpp)
+LOCAL_CONNECT_TIMEOUT_S = 5.0  # the client's connect to its local app (kLocalConnectTimeout,
+                               # src/client/local_app.hpp)
+DATA_POOL_SIZE = 8          # idle data connections the server keeps (kDataPoolSize,
+                            # include/ntp/message.hpp); the client's pool is as big
+HEARTBEAT_TIMEOUT_DEFAULT_S = 30  # heartbeat_timeout_s default (include/ntp/config.hpp)
+LOGIN_FIRST_DELAY_S = 1     # a source's wait after its first failed login, doubled per
+                            # failure (LoginThrottle::kFirstDelay, src/server/login_throttle.hpp)
+BACKOFF_CAP_S = 10.0        # the client's longest reconnect delay (Backoff, src/client/backoff.hpp)
+REJECT_LOG_BURST = 20       # "rejected" lines per window (reject_log_,
+REJECT_LOG_PERIOD_S = 10.0  # src/server/common_server.hpp)
 FRAME_CAP = 65536
+
+# "Closed at once" is told apart from "closed by the timer a bug would leave it
+# to" by half that timer: the other half is room for a loaded machine.
+# Garbage, or a handshake the server refused, would otherwise be held until the
+# handshake deadline.
+GARBAGE_CLOSE_S = HANDSHAKE_TIMEOUT_S / 2
+# A user of an unreachable local app: a client that did not take the refusal as
+# the answer would give up at its local connect timeout at the earliest.
+LOCAL_DOWN_CLOSE_S = LOCAL_CONNECT_TIMEOUT_S / 2
+# A connection still in its handshake is closed HANDSHAKE_TIMEOUT_S after the
+# server accepted it, which a loaded server may do a while after the test's
+# connect() returned. One the deadline misses stays open for good, so a second
+# deadline's worth of waiting tells the two apart.
+HANDSHAKE_CLOSE_S = 2 * HANDSHAKE_TIMEOUT_S
 
 # Generous bound for things that have no contract number but take a few
 # milliseconds when all is well (start-up, login, one echo).
@@ -74,6 +101,15 @@ LOG_CLIENT_LOGIN_FAILED = r"group={group}\b.*(fail|refused|rejected|denied|unaut
 LOG_CLIENT_APP = r"group={group} app={app}: (?:remote port (?P<port>\d+)|not registered: (?P<reason>.*))"
 LOG_CLIENT_ALREADY = r"group={group}\b.*already logged in"
 LOG_CLIENT_LOCAL_REFUSED = r"group={group} app={app} conn=\d+\b.*refused"
+LOG_CLIENT_RETRY = r"group={group}: .*; reconnecting in \d"
+# Debug level: set "log_level": "debug" where a test counts them.
+LOG_SERVER_STREAM_OPEN = r"(?m)group={group} app={app} conn=\d+: stream open$"
+LOG_STREAM_CLOSED = r"group={group} app={app} conn=\d+: stream closed\b"  # both daemons
+LOG_SERVER_DATA_CONN = r"group={group}: data connection from "
+# The last line of a daemon's shutdown, and the one it logs instead when its
+# last resort had to stop the loop (src/common/daemon.cpp).
+LOG_STOPPED = r"(?m)\binfo\s+stopped$"
+LOG_FORCED_EXIT = r"stopped: something was still running"
 
 # Reasons in "not registered: <reason>".
 REASON_TAKEN = r"taken"
@@ -87,6 +123,16 @@ def rx(template, **values):
     """Compile a log template with its {placeholders} filled in literally."""
     escaped = {k: re.escape(str(v)) for k, v in values.items()}
     return re.compile(template.format(**escaped))
+
+
+def log_time(match):
+    """The daemon's own timestamp of the log line `match` is on, in seconds (for
+    differences only): a duration between two lines of one daemon owes nothing
+    to how soon the test got round to reading them."""
+    text = match.string
+    start = text.rfind("\n", 0, match.start()) + 1
+    stamp = datetime.datetime.strptime(text[start:start + 23], "%Y-%m-%d %H:%M:%S.%f")
+    return stamp.replace(tzinfo=datetime.timezone.utc).timestamp()  # no DST step
 
 
 # ---------------------------------------------------------------------------
@@ -232,23 +278,41 @@ def recv_exact(sock, n, timeout=STEP_S):
     return bytes(buf)
 
 
-def wait_closed(sock, timeout, what="connection"):
-    """Wait until the peer closes `sock` (EOF or reset), discarding any bytes
-    that arrive first. Returns the seconds it took; fails after `timeout`."""
-    start = time.monotonic()
-    deadline = start + timeout
+def closed_now(sock):
+    """Reads what `sock` holds without waiting, discarding it: True when the peer
+    has closed it (EOF or reset). The socket is left non-blocking."""
+    sock.setblocking(False)
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{what} still open after {timeout:.1f} s")
-        sock.settimeout(remaining)
         try:
             if not sock.recv(65536):
-                return time.monotonic() - start
-        except socket.timeout:
-            continue
+                return True
+        except BlockingIOError:
+            return False
         except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-            return time.monotonic() - start
+            return True
+
+
+def wait_closed(sock, timeout, what="connection"):
+    """Wait until the peer closes `sock` (EOF or reset), discarding any bytes
+    that arrive first. Returns the seconds it took; fails after `timeout`. Reads
+    at least once, so with a budget already spent (zero or less) a close that has
+    come is still seen."""
+    start = time.monotonic()
+    deadline = start + timeout
+    previous = sock.gettimeout()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            select.select([sock], [], [], min(max(remaining, 0.0), 0.2))
+            if closed_now(sock):
+                return time.monotonic() - start
+            if remaining <= 0:
+                raise AssertionError(f"{what} still open after {max(timeout, 0.0):.1f} s")
+    finally:
+        try:
+            sock.settimeout(previous)
+        except OSError:
+            pass
 
 
 def exchange(port, data, timeout=STEP_S, host="127.0.0.1"):

@@ -21,8 +21,14 @@ LOG_THROTTLED = (r"rejected {addr}:\d+: too many failed logins from {addr}: next
 LOG_FAILED = (r"rejected {addr}:\d+: group=home: authentication failed: wrong token "
               r"\(next attempt from {addr} allowed in (?P<s>\d+) s\)")
 
-FLOOD_RATE = 5000      # connection attempts per second on the bind port
+FLOOD_RATE = 5000      # connection attempts per second on the bind port (aimed at)
 FLOOD_SECONDS = 10
+MAX_HANDSHAKES = 256   # the server's default max_handshakes (include/ntp/config.hpp)
+# Below this the flood proves nothing: a server that held every flood connection
+# until its handshake deadline would still not fill max_handshakes and start
+# dropping the oldest.
+FLOOD_MEANINGFUL_RATE = MAX_HANDSHAKES / h.HANDSHAKE_TIMEOUT_S
+SLOW_USERS = 200
 
 
 def tls_client_context():
@@ -51,7 +57,9 @@ class AttackTest(h.TunnelTestCase):
     def setUp(self):
         super().setUp()
         self.echo = self.echo_server()
-        self.server, self.client, ports = self.start_tunnel([h.app("web", self.echo.port, 0)])
+        # Debug: the remote-port slowloris counts the server's "stream open" lines.
+        self.server, self.client, ports = self.start_tunnel(
+            [h.app("web", self.echo.port, 0)], server_config=self.server_config(log_level="debug"))
         self.remote = ports["web"]
         self.assert_echo(self.remote)
 
@@ -75,17 +83,31 @@ class AttackTest(h.TunnelTestCase):
             self.assertEqual(verdict, "no challenge")
             self.assertRegex(message, r"^too many failed logins from this address: try again in "
                                       r"\d+ s$")
-            self.server.wait_log(h.rx(LOG_THROTTLED, addr=addr))
-            time.sleep(delays[-1] + 0.1)  # waiting out the backoff is what is tested
-        self.assertEqual(delays, [1, 2, 4], "the backoff doubles from 1 s")
+            self.server.wait_log(h.rx(LOG_THROTTLED, addr=addr), count=n)
+            if n == 3:
+                break  # the third backoff stays in force for the login below
+            # Waiting out the backoff is what is tested. It runs from the failure,
+            # which the server logged after recording it; its steady_clock and
+            # time.sleep are both CLOCK_MONOTONIC, so the full delay is enough.
+            time.sleep(delays[-1])
+        self.assertEqual(delays, [h.LOGIN_FIRST_DELAY_S * 2 ** i for i in range(3)],
+                         "the backoff doubles from LoginThrottle::kFirstDelay")
 
-        # Meanwhile a client from another address is never slowed: a second
-        # group logs in at once, and the first one's users are served.
-        began = time.monotonic()
+        # While the attacker still waits, a client from another address is not
+        # slowed: its first login is not refused as throttled (it would then
+        # retry after the backoff and log in late, which only a clock would
+        # tell), and the first group's users are served.
         other = self.start_client(self.client_config(
             self.server, [h.app("web2", self.echo.port, 0)], group="office"))
         self.wait_login(other)
-        self.assertLess(time.monotonic() - began, 3.0)
+        throttled = r"too many failed logins"
+        self.assertIsNone(self.server.find(h.rx(LOG_THROTTLED, addr="127.0.0.1")),
+                          "the server throttled a client from another address")
+        self.assertIsNone(other.find(throttled), "the client was told to wait for the attacker")
+        self.assertIsNone(other.find(h.rx(h.LOG_CLIENT_RETRY, group="office")),
+                          "the client's first login did not go through")
+        # And the attacker is still held back, so it was all along that login.
+        self.assertEqual(guess(port)[0], "no challenge", "the third backoff ran out meanwhile")
         self.assert_unharmed()
 
     def test_slowloris_on_the_bind_port(self):
@@ -99,7 +121,11 @@ class AttackTest(h.TunnelTestCase):
         except ssl.SSLWantReadError:
             pass
         client_hello = outgoing.read()
-        socks = [h.connect(self.server.bind_port) for _ in range(50)]
+        socks, opened = [], []
+        for _ in range(50):
+            socks.append(h.connect(self.server.bind_port))
+            opened.append(time.monotonic())
+        self.addCleanup(lambda: [s.close() for s in socks])
         stop = threading.Event()
 
         def trickle():
@@ -115,12 +141,14 @@ class AttackTest(h.TunnelTestCase):
         t = threading.Thread(target=trickle, daemon=True)
         t.start()
         self.addCleanup(stop.set)
-        began = time.monotonic()
         other = self.start_client(self.client_config(
             self.server, [h.app("web2", self.echo.port, 0)], group="office"))
         self.wait_login(other)
-        for s in socks:
-            h.wait_closed(s, h.HANDSHAKE_TIMEOUT_S + 2 - (time.monotonic() - began), "slowloris")
+        # Each by its own deadline; the budget may be spent already (login was
+        # slow), and then wait_closed still looks once.
+        for i, s in enumerate(socks):
+            h.wait_closed(s, max(0.0, opened[i] + h.HANDSHAKE_CLOSE_S - time.monotonic()),
+                          f"slowloris connection {i}")
         stop.set()
         self.server.wait_log(r"handshake not finished within 5 s")
         self.assert_unharmed()
@@ -128,15 +156,25 @@ class AttackTest(h.TunnelTestCase):
     def test_slowloris_on_a_remote_port(self):
         """Users who connect and then say nothing, or trickle bytes, hold only
         their own streams: other users are served at once."""
-        idle = [h.connect(self.remote) for _ in range(200)]
+        since = self.server.mark()
+        idle = [h.connect(self.remote) for _ in range(SLOW_USERS)]
         self.addCleanup(lambda: [s.close() for s in idle])
+        # Data connections go to users first come first served: wait until every
+        # idle user has its stream, so the real user below queues behind none.
+        # Each of them gets a data connection within kDataWait or is closed.
+        self.server.wait_log(h.rx(h.LOG_SERVER_STREAM_OPEN, group="home", app="web"),
+                             since=since, count=SLOW_USERS, timeout=h.DATA_WAIT_S + h.STEP_S)
+        self.assertIsNone(self.server.find(r"closing user", since=since))
         for i, s in enumerate(idle[:20]):
             s.sendall(bytes([i]))  # a trickle: one byte each
         for i, s in enumerate(idle[:20]):
             self.assertEqual(h.recv_exact(s, 1), bytes([i]), "a slow user lost its byte")
+        # A user who had to wait for the idle ones' streams to end would wait
+        # out kDataWait and be closed; half of it tells that from being served.
         began = time.monotonic()
-        self.assert_echo(self.remote)
-        self.assertLess(time.monotonic() - began, 2.0, "a real user waited behind idle ones")
+        self.assert_echo(self.remote, timeout=h.DATA_WAIT_S)
+        self.assertLess(time.monotonic() - began, h.DATA_WAIT_S / 2,
+                        "a real user waited behind idle ones")
         self.assert_unharmed()
 
     def test_connection_flood_on_the_bind_port(self):
@@ -144,10 +182,12 @@ class AttackTest(h.TunnelTestCase):
         once or send garbage) while a real user keeps working."""
         stop = threading.Event()
         attempts = [0]
+        took = [0.0]
 
         def flood():
-            deadline = time.monotonic() + FLOOD_SECONDS
-            tick = time.monotonic()
+            began = time.monotonic()
+            deadline = began + FLOOD_SECONDS
+            tick = began
             per_tick = FLOOD_RATE // 100
             while time.monotonic() < deadline and not stop.is_set():
                 for i in range(per_tick):
@@ -163,26 +203,36 @@ class AttackTest(h.TunnelTestCase):
                     attempts[0] += 1
                 tick += 0.01
                 time.sleep(max(0.0, tick - time.monotonic()))
+            took[0] = time.monotonic() - began
 
         t = threading.Thread(target=flood, daemon=True)
         t.start()
         self.addCleanup(stop.set)
-        served = 0
+        served, failed = 0, []
         while t.is_alive():
-            self.assert_echo(self.remote)  # the real user, all along
-            served += 1
-            time.sleep(0.2)
+            try:
+                self.assert_echo(self.remote)  # the real user, all along
+                served += 1
+            except (AssertionError, OSError) as e:
+                failed.append(repr(e))
+            time.sleep(0.2)  # a few echoes a second leave the flood thread the GIL
         t.join()
-        rate = attempts[0] / FLOOD_SECONDS
-        sys.stderr.write(f"\n[attack] flood: {attempts[0]} attempts ({rate:.0f}/s), "
-                         f"{served} echoes served meanwhile\n")
-        self.assertGreaterEqual(rate, FLOOD_RATE * 0.8, "the flood did not reach its rate")
-        self.assertGreaterEqual(served, FLOOD_SECONDS * 2)
+        # What the flood reached depends on this machine, not on ntp: reported,
+        # and only a precondition.
+        rate = attempts[0] / took[0]
+        sys.stderr.write(f"\n[attack] flood: {attempts[0]} attempts in {took[0]:.1f} s "
+                         f"({rate:.0f}/s, aimed at {FLOOD_RATE}/s), {served} echoes served, "
+                         f"{len(failed)} failed meanwhile\n")
+        self.assertEqual(failed, [], "a real user's echo failed during the flood")
+        self.assertGreater(served, 0, "no echo was tried during the flood")
         # A new login after the flood works at once.
         other = self.start_client(self.client_config(
             self.server, [h.app("web2", self.echo.port, 0)], group="office"))
         self.wait_login(other)
         self.assert_unharmed()
+        if rate < FLOOD_MEANINGFUL_RATE:
+            self.skipTest(f"the flood reached only {rate:.0f} attempts/s, below the "
+                          f"{FLOOD_MEANINGFUL_RATE:.0f}/s that would fill max_handshakes")
 
 
 if __name__ == "__main__":

@@ -38,13 +38,20 @@ class AuthTest(h.TunnelTestCase):
         app's remote port never opens."""
         remote = h.free_port()
         since = server.mark()
+        # Refusals before this one make 127.0.0.1 wait: the last one says how
+        # long (LoginThrottle, from kFirstDelay doubling). Attempts meanwhile are
+        # turned away unheard, and the one after the wait comes at the client's
+        # next retry, at most Backoff's cap later.
+        throttled = server.findall(r"\(next attempt from 127\.0\.0\.1 allowed in (\d+) s\)")
+        wait = int(throttled[-1].group(1)) if throttled else 0
         client = self.start_client(
             self.client_config(server, [h.app("app", h.free_port(), remote)],
                                group=group, token=token, **keys),
             env=env, name=name)
         # Retrying or exiting after a refused login are both acceptable.
         client.expected_exit = True
-        server.wait_log(h.rx(server_says, group=group), since=since)
+        server.wait_log(h.rx(server_says, group=group), since=since,
+                        timeout=wait + h.BACKOFF_CAP_S + h.STEP_S)
         client.wait_log(h.rx(h.LOG_CLIENT_LOGIN_FAILED, group=group))
         self.assertIsNone(client.find(h.rx(h.LOG_CLIENT_LOGIN, group=group, port=server.bind_port)),
                           "refused client says it logged in")

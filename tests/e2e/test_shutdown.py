@@ -10,8 +10,15 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
-LISTENER_CLOSE_S = 1.0     # "close listeners at once"
-EXIT_BOUND_S = h.GRACE_S + 1.0
+# "At once" against the grace period, which a daemon that closed its listeners
+# only on the way out would keep them open through.
+LISTENER_CLOSE_S = h.GRACE_S / 2
+# Once its streams are closed a daemon exits at once; one that did not would be
+# stopped by its last resort FORCED_EXIT_S later (and say so in its log).
+EXIT_AFTER_CLOSE_S = h.FORCED_EXIT_S / 2
+# A stream the grace period's end did not close would go only with that forced
+# exit, FORCED_EXIT_S after the grace.
+CLOSED_AFTER_GRACE_S = h.GRACE_S + h.FORCED_EXIT_S / 2
 
 
 class ShutdownTest(h.TunnelTestCase):
@@ -25,7 +32,14 @@ class ShutdownTest(h.TunnelTestCase):
 
     @staticmethod
     def left(deadline):
-        return max(0.05, deadline - time.monotonic())
+        return max(0.0, deadline - time.monotonic())
+
+    def assert_clean_exit(self, daemon, timeout=EXIT_AFTER_CLOSE_S):
+        """After what it had to close is closed: exit 0 within its own bound, by
+        itself rather than by the last resort."""
+        self.assertEqual(daemon.wait_exit(timeout), 0, f"{daemon.name} exit code")
+        self.assertIsNone(daemon.find(h.LOG_FORCED_EXIT), f"{daemon.name} had to be forced out")
+        self.assertTrue(daemon.find(h.LOG_STOPPED), f"{daemon.name} did not log its stop")
 
     def test_server_sigterm_with_live_stream(self):
         server, client, port, user = self.live_stream()
@@ -34,21 +48,24 @@ class ShutdownTest(h.TunnelTestCase):
         h.wait_port_refused(port, timeout=self.left(start + LISTENER_CLOSE_S))
         h.wait_port_refused(server.bind_port, timeout=self.left(start + LISTENER_CLOSE_S))
 
-        self.assertEqual(h.roundtrip(user, b"in grace", timeout=1.0), b"in grace",
-                         "a live stream must keep working during the grace period")
-        h.wait_closed(user, self.left(start + EXIT_BOUND_S), "live stream after the grace period")
-        self.assertEqual(server.wait_exit(self.left(start + EXIT_BOUND_S)), 0)
+        self.assertEqual(h.roundtrip(user, b"in grace", timeout=self.left(start + h.GRACE_S)),
+                         b"in grace", "a live stream must keep working during the grace period")
+        h.wait_closed(user, self.left(start + CLOSED_AFTER_GRACE_S),
+                      "live stream after the grace period")
+        self.assert_clean_exit(server)
 
     def test_client_sigterm_with_live_stream(self):
         server, client, port, user = self.live_stream()
         client.send_signal(signal.SIGTERM)
         start = time.monotonic()
-        self.assertEqual(h.roundtrip(user, b"in grace", timeout=1.0), b"in grace",
-                         "a live stream must keep working during the grace period")
-        h.wait_closed(user, self.left(start + EXIT_BOUND_S), "live stream after the grace period")
-        self.assertEqual(client.wait_exit(self.left(start + EXIT_BOUND_S)), 0)
-        # The client is gone, so the server frees its ports.
-        h.wait_port_refused(port, timeout=2.0)
+        self.assertEqual(h.roundtrip(user, b"in grace", timeout=self.left(start + h.GRACE_S)),
+                         b"in grace", "a live stream must keep working during the grace period")
+        h.wait_closed(user, self.left(start + CLOSED_AFTER_GRACE_S),
+                      "live stream after the grace period")
+        self.assert_clean_exit(client)
+        # The client is gone, so the server frees its ports with the session, not
+        # when its heartbeat would have timed out.
+        h.wait_port_refused(port, timeout=h.HEARTBEAT_TIMEOUT_DEFAULT_S / 2)
 
     def test_idle_stop_is_prompt(self):
         echo = self.echo_server()
@@ -56,22 +73,27 @@ class ShutdownTest(h.TunnelTestCase):
         self.assert_echo(ports["ssh"])  # the user is done: nothing is live
         for daemon in (client, server):
             start = time.monotonic()
-            self.assertEqual(daemon.stop(timeout=EXIT_BOUND_S), 0, f"{daemon.name} exit code")
-            self.assertLess(time.monotonic() - start, 2.0,
+            daemon.send_signal(signal.SIGTERM)
+            # Time enough to wait out the grace, so that is what a bug shows as.
+            self.assert_clean_exit(daemon, timeout=CLOSED_AFTER_GRACE_S)
+            self.assertLess(time.monotonic() - start, h.GRACE_S,
                             f"{daemon.name} waited for a grace period with nothing live")
 
     def test_server_sigterm_while_users_wait(self):
         # A user waiting for a data connection (client frozen) is closed and
-        # does not hold up the exit beyond the grace period.
+        # does not hold up the exit: it is no live stream, so no grace for it.
         echo = self.echo_server()
         server, client, ports = self.start_tunnel([h.app("ssh", echo.port, h.free_port())])
         client.send_signal(signal.SIGSTOP)
+        since = server.mark()
         user = h.connect(ports["ssh"])
         self.addCleanup(user.close)
-        start = time.monotonic()
+        # It gets a pooled data connection and waits for the client's answer.
+        server.wait_log(h.rx(h.LOG_SERVER_USER, group="home", app="ssh"), since=since)
         server.send_signal(signal.SIGTERM)
-        h.wait_closed(user, EXIT_BOUND_S, "waiting user after SIGTERM")
-        self.assertEqual(server.wait_exit(self.left(start + EXIT_BOUND_S)), 0)
+        # At once: a user taken for a live stream would be held through the grace.
+        h.wait_closed(user, h.GRACE_S / 2, "waiting user after SIGTERM")
+        self.assert_clean_exit(server)
 
 
 if __name__ == "__main__":
