@@ -11,6 +11,9 @@
 namespace ntp {
 
 inline constexpr std::size_t kNonceBytes = 32;
+// A generated token (the server's, and `ntp-server --gen-token`): 192 random
+// bits, 48 hex characters.
+inline constexpr std::size_t kGeneratedTokenBytes = 24;
 
 // Lowercase hex of `n` bytes.
 std::string to_hex(const unsigned char* p, std::size_t n);

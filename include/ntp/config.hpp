@@ -28,6 +28,14 @@ class ConfigError : public std::runtime_error {
 // Group and app names: 1 to 64 characters from A-Z a-z 0-9 _ . -
 bool valid_name(std::string_view name);
 
+// The shortest token either daemon accepts. With no pinned certificate a fake
+// server learns one login proof per attempt, so a token must be too long to
+// guess offline; `ntp-server --gen-token` makes a 48-character one.
+inline constexpr std::size_t kMinTokenLength = 16;
+// "WHERE: expected at least 16 characters (...), got 7" for a short token in use;
+// nullopt when it is long enough. The token itself is never part of the text.
+std::optional<std::string> token_problem(std::string_view token, std::string_view where);
+
 // Limits on one group's users, all enforced by the server.
 struct GroupLimits {
   std::optional<std::uint32_t> max_apps;
@@ -50,20 +58,31 @@ struct ServerTls {
   std::string client_ca;  // set: clients must show a certificate it signed
 };
 
+inline constexpr std::uint32_t kDefaultMaxApps = 256;
+
 struct ServerConfig {
   HostPort bind{"0.0.0.0", 7000};
   std::optional<std::string> token;  // the server-wide token (open mode)
   std::string proxy_bind_addr = "0.0.0.0";
   std::vector<PortRange> allow_ports;                        // empty: 1024-65535 but the bind port
   std::optional<std::map<std::string, GroupConfig>> groups;  // present: ready groups only
-  GroupLimits group_defaults;               // for every group, where groups.NAME does not say
+  // For every group, where groups.NAME does not say. max_apps is never
+  // unlimited: one register frame could otherwise ask for thousands of listeners.
+  GroupLimits group_defaults{kDefaultMaxApps, {}, {}};
   std::optional<std::uint32_t> max_groups;  // groups logged in at once
   // The limits that apply to `group`: its own entry's, else group_defaults'.
   GroupLimits limits_for(const std::string& group) const;
   int heartbeat_timeout_s = 30;
-  // Connections still in their handshake; at the cap the oldest is dropped, so a
-  // flood of silent connections cannot keep a real client out.
+  // Connections still in their handshake; at the cap the oldest of the source
+  // holding the most is dropped, so a flood of silent connections cannot keep a
+  // real client out.
   std::uint32_t max_handshakes = 256;
+  // Of those, how many one source (an IPv4 address, an IPv6 /64) may hold that
+  // have run for over a second; past it the source's oldest is dropped
+  // (handshake_table.hpp).
+  std::uint32_t max_handshakes_per_source = 16;
+  // Users of one app waiting for a data connection; past it a new user is closed.
+  std::uint32_t max_waiting_users = 256;
   std::optional<ServerTls> tls = ServerTls{};  // nullopt: "tls": false
   bool zero_copy = true;                       // splice(2) between plain streams (splice.hpp)
   LogLevel log_level = spdlog::level::info;
@@ -92,6 +111,9 @@ struct ClientConfig {
   std::optional<HostPort> server;
   std::string group;
   std::string token;  // resolved: NTP_TOKEN, else token_file, else token
+  // Where it came from, for the start-up check that no other user can read it.
+  std::string token_file;     // set when the token came from token_file
+  bool token_inline = false;  // it came from apps.json's own "token"
   int heartbeat_interval_s = 10;
   std::vector<LocalApp> apps;
   std::optional<ClientTls> tls = ClientTls{};  // nullopt: "tls": false

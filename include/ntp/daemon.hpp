@@ -2,6 +2,7 @@
 // DESIGN's exit codes, and the SIGTERM/SIGINT shutdown with its grace period.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,6 +34,12 @@ struct LogFailure {
 // Applies --log-level over the file's level, or records the problem.
 void override_log_level(const std::string& flag, LogLevel& level,
                         std::vector<std::string>& problems);
+
+// For a file holding a token or key: a warning when users other than this
+// daemon's can read or write it (world bits, or group bits of a group this
+// process is not in), naming the chmod that fixes it; nullopt when it is private
+// or cannot be read at all (the parser says so then).
+std::optional<std::string> exposure_warning(const std::filesystem::path& file);
 
 // Runs `io` on this thread until a signal has stopped the daemon: `stop` closes
 // listeners and sessions, live streams get kShutdownGrace to finish, the rest are

@@ -67,6 +67,13 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   setup_logging(cfg.log_level);
+  // Secrets other local users could read: said at start-up, not fatal.
+  std::vector<std::filesystem::path> secrets;
+  if (cfg.token_inline) secrets.push_back(f.config_file);
+  if (!cfg.token_file.empty()) secrets.push_back(cfg.token_file);
+  if (cfg.tls && !cfg.tls->key.empty()) secrets.push_back(cfg.tls->key);
+  for (auto& file : secrets)
+    if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
   raise_open_files_limit();
   spdlog::info("ntp-client {} starting: group {}, {} app(s), server {}", NTP_VERSION, cfg.group,
                cfg.apps.size(), cfg.server->str());

@@ -1,5 +1,6 @@
 #include "ntp/daemon.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -8,7 +9,10 @@
 #include <stop_token>
 #include <thread>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace ntp {
 
@@ -26,6 +30,32 @@ std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
     return kExitConfig;
   }
   return std::nullopt;
+}
+
+namespace {
+
+bool in_my_groups(gid_t gid) {
+  if (gid == ::getegid()) return true;
+  std::vector<gid_t> groups(static_cast<std::size_t>(std::max(::getgroups(0, nullptr), 0)));
+  const int n = ::getgroups(static_cast<int>(groups.size()), groups.data());
+  return std::find(groups.begin(), groups.begin() + std::max(n, 0), gid) != groups.end();
+}
+
+}  // namespace
+
+std::optional<std::string> exposure_warning(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  const bool world = (st.st_mode & S_IRWXO) != 0;
+  // The packaged layout, 0640 root:ntp-tunnel, shares the file with the daemon's own group.
+  const bool group = (st.st_mode & S_IRWXG) != 0 && !in_my_groups(st.st_gid);
+  if (!world && !group) return std::nullopt;
+  return fmt::format("{} holds a secret and other users can read it (mode {:04o}): chmod {}-rwx {}",
+                     file.string(), st.st_mode & 07777,
+                     world && group ? "go"
+                     : world        ? "o"
+                                    : "g",
+                     file.string());
 }
 
 void LogFailure::operator()(std::exception_ptr e) const {

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "common_server.hpp"
+#include "ntp/auth.hpp"
 #include "ntp/config.hpp"
 #include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
@@ -16,7 +17,29 @@ struct Flags {
   std::string bind, config_file, token, log_level;
   bool token_set = false;
   bool check = false;
+  bool gen_token = false;
 };
+
+// Precedence: --token, NTP_TOKEN, the file's token; nullopt when none is set.
+// With ready groups the server-wide token is not used, so not checked either.
+std::optional<std::string> configured_token(const Flags& f, const ServerConfig& cfg,
+                                            std::vector<std::string>& problems) {
+  std::optional<std::string> token;
+  std::string where;
+  if (f.token_set) {
+    token = f.token;
+    where = "--token";
+  } else if (auto env = env_token()) {
+    token = env;
+    where = "NTP_TOKEN";
+  } else if (cfg.token) {
+    token = cfg.token;
+    where = f.config_file + ": token";
+  }
+  if (token && !token->empty() && !cfg.groups)
+    if (auto short_token = token_problem(*token, where)) problems.push_back(*short_token);
+  return token;
+}
 
 // Flags override the file (DESIGN: "a flag overrides the same setting from the file").
 ServerConfig build_config(const Flags& f) {
@@ -32,8 +55,22 @@ ServerConfig build_config(const Flags& f) {
   if (f.token_set && f.token.empty()) problems.push_back("--token: expected a non-empty token");
   if (auto env = env_token(); env && env->empty())
     problems.push_back("NTP_TOKEN: expected a non-empty token, got an empty value");
+  configured_token(f, cfg, problems);
   if (!problems.empty()) throw ConfigError(problems);
   return cfg;
+}
+
+// Secrets other local users could read: said at start-up, not fatal.
+void warn_about_exposed_secrets(const Flags& f, const ServerConfig& cfg) {
+  if (f.token_set)
+    spdlog::warn(
+        "--token: other local users can read a token given on the command line (ps, "
+        "/proc/PID/cmdline); use NTP_TOKEN or \"token\" in server.json instead");
+  std::vector<std::filesystem::path> files;
+  if (!f.config_file.empty() && (cfg.token || cfg.groups)) files.push_back(f.config_file);
+  if (cfg.tls && !cfg.tls->key.empty()) files.push_back(cfg.tls->key);
+  for (auto& file : files)
+    if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
 }
 
 // The TLS context, from tls.cert/tls.key or the certificate generated in the state
@@ -55,13 +92,6 @@ std::optional<TlsContext> server_tls(const ServerConfig& cfg, bool check) {
   return ctx;
 }
 
-// Precedence: --token, NTP_TOKEN, the file's token; nullopt when none is set.
-std::optional<std::string> configured_token(const Flags& f, const ServerConfig& cfg) {
-  if (f.token_set) return f.token;
-  if (auto env = env_token()) return env;
-  return cfg.token;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,8 +105,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical or off");
   app.add_flag("--check", f.check,
                "validate the configuration and that the bind port can be bound");
+  app.add_flag("--gen-token", f.gen_token, "print a fresh random 192-bit token and exit");
   app.set_version_flag("--version", std::string("ntp-server ") + NTP_VERSION);
   if (auto code = parse_command_line(app, argc, argv)) return *code;
+  if (f.gen_token) {
+    std::cout << random_hex(kGeneratedTokenBytes) << "\n";
+    return kExitOk;
+  }
 
   ServerConfig cfg;
   try {
@@ -86,9 +121,11 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   setup_logging(cfg.log_level);
+  warn_about_exposed_secrets(f, cfg);
 
   std::string token;
-  auto configured = configured_token(f, cfg);
+  std::vector<std::string> ignored;  // checked in build_config
+  auto configured = configured_token(f, cfg, ignored);
   if (cfg.groups) {
     if (configured)
       spdlog::warn(
@@ -127,6 +164,10 @@ int main(int argc, char** argv) {
   if (!cfg.groups && !configured) {
     try {
       auto stored = load_or_create_token(state_directory());
+      if (auto short_token = token_problem(stored.token, stored.file.string())) {
+        spdlog::error("{}", *short_token);
+        return kExitConfig;
+      }
       token = stored.token;
       if (stored.generated)
         spdlog::warn(

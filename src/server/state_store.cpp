@@ -62,7 +62,7 @@ std::filesystem::path state_directory() {
 StoredToken load_or_create_token(const std::filesystem::path& dir) {
   auto file = dir / "token";
   make_private_directory(dir);
-  StoredToken created{random_hex(24), file, true};
+  StoredToken created{random_hex(kGeneratedTokenBytes), file, true};
   if (create_exclusive(file, created.token + "\n")) return created;
 
   std::ifstream in(file, std::ios::binary);

@@ -339,7 +339,7 @@ class TlsTest(h.TunnelTestCase):
         creds.mkdir()
         for name, src in files.items():
             shutil.copy(src, creds / name)
-        (creds / "home.token").write_text("home-secret\n")
+        (creds / "home.token").write_text("home-9f2c4e7a1b6d8035\n")
         configs = h.REPO_ROOT / "configs"
         for example, binary, extra in (("server-tls-files.json", h.SERVER_BIN,
                                         ["--bind", "127.0.0.1:0"]),

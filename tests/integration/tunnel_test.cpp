@@ -25,7 +25,7 @@ TEST_F(TunnelTest, LogsInAndRegisters) {
 
 TEST_F(TunnelTest, WrongTokenNeverLogsIn) {
   start_server();
-  start_client(client_config({app_at("echo", echo)}, "wrong-token"));
+  start_client(client_config({app_at("echo", echo)}, "wrong-token-7a6b5c4d3e2f"));
   ASSERT_TRUE(wait_until(io, [&] { return server->throttle().size() == 1; }))
       << "the wrong proof was never checked";
   EXPECT_FALSE(client->logged_in());

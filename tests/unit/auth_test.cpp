@@ -44,10 +44,11 @@ TEST(Hmac, IsLowercaseHexOf32Bytes) {
 // The proofs are exactly what docs/protocol.md specifies, so another
 // implementation following the document interoperates.
 TEST(LoginProofs, MatchTheProtocolDocument) {
-  auto p = login_proofs("home-secret", "home", "cnonce", "snonce", "cb");
-  EXPECT_EQ(p.client, hmac_hex("home-secret", {"ntp1 client\nhome\ncnonce\nsnonce\ncb"}));
-  EXPECT_EQ(p.server, hmac_hex("home-secret", {"ntp1 server\nhome\ncnonce\nsnonce\ncb"}));
-  EXPECT_EQ(p.data_key, hmac_hex("home-secret", {"ntp1 data key\nhome\ncnonce\nsnonce\ncb"}));
+  auto p = login_proofs("home-9f2c4e7a1b6d8035", "home", "cnonce", "snonce", "cb");
+  EXPECT_EQ(p.client, hmac_hex("home-9f2c4e7a1b6d8035", {"ntp1 client\nhome\ncnonce\nsnonce\ncb"}));
+  EXPECT_EQ(p.server, hmac_hex("home-9f2c4e7a1b6d8035", {"ntp1 server\nhome\ncnonce\nsnonce\ncb"}));
+  EXPECT_EQ(p.data_key,
+            hmac_hex("home-9f2c4e7a1b6d8035", {"ntp1 data key\nhome\ncnonce\nsnonce\ncb"}));
   auto d = data_proofs(p.data_key, "sess", 42, "cb2");
   EXPECT_EQ(d.client, hmac_hex(p.data_key, {"ntp1 data\nsess\n42\ncb2"}));
   EXPECT_EQ(d.server, hmac_hex(p.data_key, {"ntp1 data ok\nsess\n42\ncb2"}));

@@ -36,7 +36,7 @@ Problems client_problems(std::string_view text,
 
 // An apps.json that is valid but for `apps`.
 std::string with_apps(const std::string& apps) {
-  return R"({"group":"home","token":"t","apps":)" + apps + "}";
+  return R"({"group":"home","token":"t-0123456789abcdef","apps":)" + apps + "}";
 }
 
 // `"text"`; appended piecewise (GCC 12 at -O3 misreports "lit" + std::string as an overflow).
@@ -93,33 +93,36 @@ TEST(ServerConfig, DefaultsWhenKeysAreAbsent) {
   EXPECT_FALSE(cfg.groups);
   EXPECT_EQ(cfg.heartbeat_timeout_s, 30);
   EXPECT_EQ(cfg.max_handshakes, 256u);
+  EXPECT_EQ(cfg.max_handshakes_per_source, 16u);
+  EXPECT_EQ(cfg.max_waiting_users, 256u);
+  EXPECT_EQ(cfg.limits_for("anyone").max_apps, kDefaultMaxApps) << "max_apps is never unlimited";
   EXPECT_EQ(cfg.log_level, spdlog::level::info);
 }
 
 TEST(ServerConfig, TheDesignExampleParses) {
   auto cfg = parse_server_config(R"({
     "bind": "0.0.0.0:7000",
-    "token": "change-me",
+    "token": "change-me-to-a-long-random-token",
     "proxy_bind_addr": "0.0.0.0",
     "allow_ports": ["6000-6999"],
     "groups": {
-      "home":   { "token": "home-secret",   "allow_ports": ["6000-6099"], "max_apps": 10 },
-      "office": { "token": "office-secret" }
+      "home":   { "token": "home-9f2c4e7a1b6d8035",   "allow_ports": ["6000-6099"], "max_apps": 10 },
+      "office": { "token": "office-5e1a9d3c7b2f4068" }
     },
     "heartbeat_timeout_s": 30,
     "log_level": "info"
   })",
                                  "server.json");
-  EXPECT_EQ(cfg.token, "change-me");
+  EXPECT_EQ(cfg.token, "change-me-to-a-long-random-token");
   EXPECT_EQ(cfg.allow_ports, (std::vector<PortRange>{{6000, 6999}}));
   ASSERT_TRUE(cfg.groups);
   ASSERT_EQ(cfg.groups->size(), 2u);
   auto& home = cfg.groups->at("home");
-  EXPECT_EQ(home.token, "home-secret");
+  EXPECT_EQ(home.token, "home-9f2c4e7a1b6d8035");
   EXPECT_EQ(home.allow_ports, (std::vector<PortRange>{{6000, 6099}}));
   EXPECT_EQ(home.max_apps, 10u);
   auto& office = cfg.groups->at("office");
-  EXPECT_EQ(office.token, "office-secret");
+  EXPECT_EQ(office.token, "office-5e1a9d3c7b2f4068");
   EXPECT_TRUE(office.allow_ports.empty());
   EXPECT_FALSE(office.max_apps);
 }
@@ -163,7 +166,8 @@ TEST(ServerConfig, UnknownTopLevelKey) {
       server_problems(R"({"bnid":"0.0.0.0:7000"})"),
       Problems{
           "server.json: bnid: expected one of the keys allow_ports, bind, group_defaults, groups, "
-          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
+          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, max_handshakes_per_source, "
+          "max_waiting_users, proxy_bind_addr, tls, "
           "token, zero_copy, got "
           "an unknown key"});
 }
@@ -202,6 +206,46 @@ TEST(ServerConfig, AllowPorts) {
                       "server.json: allow_ports[1]: " + want + "\"7000-6000\"",
                       "server.json: allow_ports[2]: " + want + "6022",
                       "server.json: allow_ports[3]: " + want + "\"70000\""}));
+}
+
+TEST(ServerConfig, PerSourceHandshakesAndWaitingUsers) {
+  EXPECT_EQ(server_problems(R"({"max_handshakes_per_source":0})"),
+            Problems{"server.json: max_handshakes_per_source: expected an integer from 1 to 10000, "
+                     "got 0"});
+  EXPECT_EQ(server_problems(R"({"max_waiting_users":"5"})"),
+            Problems{"server.json: max_waiting_users: expected an integer from 1 to 100000, "
+                     "got \"5\""});
+  auto cfg = parse_server_config(R"({"max_handshakes_per_source":4,"max_waiting_users":9})", "s");
+  EXPECT_EQ(cfg.max_handshakes_per_source, 4u);
+  EXPECT_EQ(cfg.max_waiting_users, 9u);
+}
+
+// A group's own max_apps, else group_defaults', else the default: never unlimited.
+TEST(ServerConfig, MaxAppsDefaultsTo256) {
+  auto cfg = parse_server_config(
+      R"({"group_defaults":{"max_conns":5},"groups":{"a":{"token":"a-0123456789abcdef"},
+          "b":{"token":"b-0123456789abcdef","max_apps":3}}})",
+      "s");
+  EXPECT_EQ(cfg.limits_for("a").max_apps, 256u);
+  EXPECT_EQ(cfg.limits_for("b").max_apps, 3u);
+  EXPECT_EQ(
+      parse_server_config(R"({"group_defaults":{"max_apps":7}})", "s").limits_for("x").max_apps,
+      7u);
+}
+
+// The token floor: a group's token shorter than 16 characters is an error that
+// names its path and length, never the token.
+TEST(ServerConfig, AGroupTokenShorterThan16IsAnError) {
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"hunter2"}}})"),
+            Problems{"server.json: groups.home.token: expected at least 16 characters "
+                     "(ntp-server --gen-token makes one), got 7"});
+  EXPECT_EQ(parse_server_config(R"({"groups":{"home":{"token":"0123456789abcdef"}}})", "s")
+                .groups->at("home")
+                .token,
+            "0123456789abcdef");
+  // The server-wide token is only checked where it is used (main: --token and
+  // NTP_TOKEN win over it; with groups it is ignored), not by the parser.
+  EXPECT_EQ(parse_server_config(R"({"token":"short"})", "s").token, "short");
 }
 
 TEST(ServerConfig, MaxHandshakes) {
@@ -259,42 +303,45 @@ TEST(ServerConfig, GroupEntries) {
                      "got nothing"});
   EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":""}}})"),
             Problems{R"(server.json: groups.home.token: expected a non-empty string, got "")"});
-  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","tokne":"x"}}})"),
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t-0123456789abcdef","tokne":"x"}}})"),
             Problems{"server.json: groups.home.tokne: expected one of the keys allow_ports, "
                      "bandwidth, max_apps, max_conns, token, got an unknown key"});
-  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","max_apps":0}}})"),
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t-0123456789abcdef","max_apps":0}}})"),
             Problems{"server.json: groups.home.max_apps: expected an integer from 1 to 65535, "
                      "got 0"});
-  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","allow_ports":"6000"}}})"),
-            Problems{"server.json: groups.home.allow_ports: expected an array of strings like "
-                     "\"6022\" or \"6000-6999\", got \"6000\""});
+  EXPECT_EQ(
+      server_problems(R"({"groups":{"home":{"token":"t-0123456789abcdef","allow_ports":"6000"}}})"),
+      Problems{"server.json: groups.home.allow_ports: expected an array of strings like "
+               "\"6022\" or \"6000-6999\", got \"6000\""});
 }
 
 TEST(ServerConfig, GroupNames) {
   const std::string want =
       ": expected a group name of 1 to 64 characters from A-Z a-z 0-9 _ . -, got ";
-  EXPECT_EQ(server_problems(R"({"groups":{"my home":{"token":"t"}}})"),
+  EXPECT_EQ(server_problems(R"({"groups":{"my home":{"token":"t-0123456789abcdef"}}})"),
             Problems{"server.json: groups.my home" + want + "\"my home\""});
   const std::string long_name(65, 'g');
-  EXPECT_EQ(server_problems(R"({"groups":{")" + long_name + R"(":{"token":"t"}}})"),
-            Problems{"server.json: groups." + long_name + want + "\"" + long_name + "\""});
-  EXPECT_EQ(server_problems(R"({"groups":{"":{"token":"t"}}})"),
+  EXPECT_EQ(
+      server_problems(R"({"groups":{")" + long_name + R"(":{"token":"t-0123456789abcdef"}}})"),
+      Problems{"server.json: groups." + long_name + want + "\"" + long_name + "\""});
+  EXPECT_EQ(server_problems(R"({"groups":{"":{"token":"t-0123456789abcdef"}}})"),
             Problems{"server.json: groups." + want + "\"\""});
 }
 
 TEST(ServerConfig, GroupAllowPortsWithinTheServerWideList) {
   EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6999"],
-                                "groups":{"home":{"token":"t","allow_ports":["6000-6099","7000","6900-7100"]}}})"),
+                                "groups":{"home":{"token":"t-0123456789abcdef","allow_ports":["6000-6099","7000","6900-7100"]}}})"),
             (Problems{"server.json: groups.home.allow_ports[1]: expected ports within the "
                       "server-wide allow_ports, got \"7000\"",
                       "server.json: groups.home.allow_ports[2]: expected ports within the "
                       "server-wide allow_ports, got \"6900-7100\""}));
   // Covered by several server-wide entries together is fine.
   EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6009","6010-6019"],
-                                "groups":{"home":{"token":"t","allow_ports":["6005-6015"]}}})"),
+                                "groups":{"home":{"token":"t-0123456789abcdef","allow_ports":["6005-6015"]}}})"),
             Problems{});
   // Without a server-wide list there is nothing to lie within.
-  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","allow_ports":["7000"]}}})"),
+  EXPECT_EQ(server_problems(
+                R"({"groups":{"home":{"token":"t-0123456789abcdef","allow_ports":["7000"]}}})"),
             Problems{});
 }
 
@@ -302,7 +349,7 @@ TEST(ServerConfig, GroupAllowPortsWithinTheServerWideList) {
 // earlier entry of the same list was malformed.
 TEST(ServerConfig, GroupAllowPortsIndexAfterAMalformedEntry) {
   EXPECT_EQ(server_problems(R"({"allow_ports":["6000-6999"],
-                                "groups":{"home":{"token":"t","allow_ports":["bad","7000"]}}})"),
+                                "groups":{"home":{"token":"t-0123456789abcdef","allow_ports":["bad","7000"]}}})"),
             (Problems{"server.json: groups.home.allow_ports[0]: expected a port \"6022\" or a "
                       "range \"6000-6999\" within 1-65535, got \"bad\"",
                       "server.json: groups.home.allow_ports[1]: expected ports within the "
@@ -316,7 +363,8 @@ TEST(ServerConfig, SeveralErrorsReportedTogether) {
       p,
       (Problems{
           "server.json: extra: expected one of the keys allow_ports, bind, group_defaults, groups, "
-          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, proxy_bind_addr, tls, "
+          "heartbeat_timeout_s, log_level, max_groups, max_handshakes, max_handshakes_per_source, "
+          "max_waiting_users, proxy_bind_addr, tls, "
           "token, zero_copy, got "
           "an unknown key",
           R"(server.json: bind: expected "host:port", got "x")",
@@ -345,7 +393,7 @@ TEST(ClientConfig, TheDesignExampleParses) {
   auto cfg = parse_client_config(R"({
     "server": "tunnel.example.com:7000",
     "group": "home",
-    "token": "home-secret",
+    "token": "home-9f2c4e7a1b6d8035",
     "heartbeat_interval_s": 10,
     "apps": [
       { "name": "ssh", "local": "127.0.0.1:22",   "remote_port": 6022 },
@@ -355,7 +403,7 @@ TEST(ClientConfig, TheDesignExampleParses) {
                                  "apps.json", std::nullopt);
   EXPECT_EQ(cfg.server, (HostPort{"tunnel.example.com", 7000}));
   EXPECT_EQ(cfg.group, "home");
-  EXPECT_EQ(cfg.token, "home-secret");
+  EXPECT_EQ(cfg.token, "home-9f2c4e7a1b6d8035");
   EXPECT_EQ(cfg.heartbeat_interval_s, 10);
   ASSERT_EQ(cfg.apps.size(), 2u);
   EXPECT_EQ(cfg.apps[0].name, "ssh");
@@ -394,7 +442,8 @@ TEST(ClientConfig, InvalidJson) {
 
 TEST(ClientConfig, UnknownKeysAtEachLevel) {
   EXPECT_EQ(
-      client_problems(R"({"group":"home","token":"t","apps":[)" + kApp + R"(],"sever":"x"})"),
+      client_problems(R"({"group":"home","token":"t-0123456789abcdef","apps":[)" + kApp +
+                      R"(],"sever":"x"})"),
       Problems{"apps.json: sever: expected one of the keys apps, group, "
                "heartbeat_interval_s, log_level, server, tls, token, token_file, zero_copy, got an "
                "unknown key"});
@@ -406,25 +455,28 @@ TEST(ClientConfig, UnknownKeysAtEachLevel) {
 
 TEST(ClientConfig, Server) {
   EXPECT_EQ(
-      client_problems(R"({"server":"tunnel","group":"home","token":"t","apps":[)" + kApp + "]}"),
+      client_problems(R"({"server":"tunnel","group":"home","token":"t-0123456789abcdef","apps":[)" +
+                      kApp + "]}"),
       Problems{R"(apps.json: server: expected "host:port", got "tunnel")"});
   EXPECT_EQ(
-      client_problems(R"({"server":["h",1],"group":"home","token":"t","apps":[)" + kApp + "]}"),
+      client_problems(R"({"server":["h",1],"group":"home","token":"t-0123456789abcdef","apps":[)" +
+                      kApp + "]}"),
       Problems{R"(apps.json: server: expected a string, got ["h",1])"});
 }
 
 TEST(ClientConfig, Group) {
-  EXPECT_EQ(client_problems(R"({"token":"t","apps":[)" + kApp + "]}"),
+  EXPECT_EQ(client_problems(R"({"token":"t-0123456789abcdef","apps":[)" + kApp + "]}"),
             Problems{"apps.json: group: expected a group name, got nothing"});
-  EXPECT_EQ(client_problems(R"({"group":"my home","token":"t","apps":[)" + kApp + "]}"),
-            Problems{"apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ "
-                     ". -, got \"my home\""});
-  EXPECT_EQ(client_problems(R"({"group":7,"token":"t","apps":[)" + kApp + "]}"),
+  EXPECT_EQ(
+      client_problems(R"({"group":"my home","token":"t-0123456789abcdef","apps":[)" + kApp + "]}"),
+      Problems{"apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ "
+               ". -, got \"my home\""});
+  EXPECT_EQ(client_problems(R"({"group":7,"token":"t-0123456789abcdef","apps":[)" + kApp + "]}"),
             Problems{"apps.json: group: expected a string, got 7"});
 }
 
 TEST(ClientConfig, ZeroCopy) {
-  const auto base = R"({"group":"home","token":"t","apps":[)" + kApp + "]";
+  const auto base = R"({"group":"home","token":"t-0123456789abcdef","apps":[)" + kApp + "]";
   EXPECT_TRUE(parse_client_config(base + "}", "a", std::nullopt).zero_copy);
   EXPECT_FALSE(parse_client_config(base + R"(,"zero_copy":false})", "a", std::nullopt).zero_copy);
   EXPECT_EQ(client_problems(base + R"(,"zero_copy":null})"),
@@ -433,7 +485,7 @@ TEST(ClientConfig, ZeroCopy) {
 
 TEST(ClientConfig, HeartbeatIntervalAndLogLevel) {
   auto base = [](const std::string& extra) {
-    return R"({"group":"home","token":"t","apps":[)" + kApp + "]," + extra + "}";
+    return R"({"group":"home","token":"t-0123456789abcdef","apps":[)" + kApp + "]," + extra + "}";
   };
   EXPECT_EQ(client_problems(base(R"("heartbeat_interval_s":0)")),
             Problems{"apps.json: heartbeat_interval_s: expected an integer from 1 to 3600, got 0"});
@@ -450,7 +502,7 @@ TEST(ClientConfig, HeartbeatIntervalAndLogLevel) {
 }
 
 TEST(ClientConfig, Apps) {
-  EXPECT_EQ(client_problems(R"({"group":"home","token":"t"})"),
+  EXPECT_EQ(client_problems(R"({"group":"home","token":"t-0123456789abcdef"})"),
             Problems{"apps.json: apps: expected a non-empty array of apps, got nothing"});
   EXPECT_EQ(client_problems(with_apps("[]")),
             Problems{"apps.json: apps: expected a non-empty array of apps, got []"});
@@ -567,13 +619,48 @@ TEST(ClientToken, MissingEverywhere) {
 
 TEST(ClientToken, FromTheEnvironmentAlone) {
   auto cfg = parse_client_config(R"({"group":"home","apps":[)" + kApp + "]}", "apps.json",
-                                 std::string("env-secret"));
-  EXPECT_EQ(cfg.token, "env-secret");
+                                 std::string("env-1f2e3d4c5b6a7980"));
+  EXPECT_EQ(cfg.token, "env-1f2e3d4c5b6a7980");
 }
 
 TEST(ClientToken, EmptyEnvironmentValueIsAnError) {
   EXPECT_EQ(client_problems(with_apps("[" + kApp + "]"), ""),
             Problems{"apps.json: NTP_TOKEN: expected a non-empty token, got an empty value"});
+}
+
+// The token in use, wherever it came from, has at least 16 characters; the
+// error names its source and length, never the token.
+TEST(ClientToken, TheTokenInUseHasAtLeast16Characters) {
+  const std::string floor =
+      ": expected at least 16 characters (ntp-server --gen-token makes one), got ";
+  EXPECT_EQ(client_problems(R"({"group":"home","token":"hunter2","apps":[)" + kApp + "]}"),
+            Problems{"apps.json: token" + floor + "7"});
+  EXPECT_EQ(client_problems(with_apps("[" + kApp + "]"), "short"),
+            Problems{"apps.json: NTP_TOKEN" + floor + "5"});
+  TempDir dir;
+  auto file = dir.write("token", "abc\n");
+  EXPECT_EQ(client_problems(R"({"group":"home","token_file":")" + file.string() + R"(","apps":[)" +
+                            kApp + "]}"),
+            Problems{"apps.json: token_file " + file.string() + floor + "3"});
+  // A short token that is not used (NTP_TOKEN wins) is not checked.
+  EXPECT_EQ(parse_client_config(R"({"group":"home","token":"hunter2","apps":[)" + kApp + "]}",
+                                "apps.json", std::string("env-1f2e3d4c5b6a7980"))
+                .token,
+            "env-1f2e3d4c5b6a7980");
+}
+
+// Where the token came from, for the start-up check of who can read it.
+TEST(ClientToken, RecordsWhereItCameFrom) {
+  TempDir dir;
+  auto file = dir.write("token", "file-2a3b4c5d6e7f8091\n");
+  auto from_file = parse_client_config(
+      R"({"group":"home","token_file":")" + file.string() + R"(","apps":[)" + kApp + "]}",
+      "apps.json", std::nullopt);
+  EXPECT_EQ(from_file.token_file, file.string());
+  EXPECT_FALSE(from_file.token_inline);
+  auto inline_token = parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt);
+  EXPECT_TRUE(inline_token.token_inline);
+  EXPECT_EQ(inline_token.token_file, "");
 }
 
 TEST(ClientToken, EmptyOrWrongTypeInline) {
@@ -585,12 +672,14 @@ TEST(ClientToken, EmptyOrWrongTypeInline) {
 
 TEST(ClientToken, Precedence) {
   TempDir dir;
-  auto file = dir.write("token", "file-secret\n");
-  const std::string doc = R"({"group":"home","token":"inline-secret","token_file":")" +
+  auto file = dir.write("token", "file-2a3b4c5d6e7f8091\n");
+  const std::string doc = R"({"group":"home","token":"inline-3c8e1f6a9b2d5047","token_file":")" +
                           file.string() + R"(","apps":[)" + kApp + "]}";
-  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-secret")).token, "env-secret");
-  EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "file-secret");
-  EXPECT_EQ(parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt).token, "t");
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-1f2e3d4c5b6a7980")).token,
+            "env-1f2e3d4c5b6a7980");
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "file-2a3b4c5d6e7f8091");
+  EXPECT_EQ(parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt).token,
+            "t-0123456789abcdef");
 }
 
 // NTP_TOKEN wins, so a token_file that only exists on the service host (or is
@@ -600,16 +689,19 @@ TEST(ClientToken, EnvTokenSkipsTheTokenFile) {
   const auto missing = (dir.path() / "absent").string();
   const std::string doc =
       R"({"group":"home","token_file":")" + missing + R"(","apps":[)" + kApp + "]}";
-  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-secret")).token, "env-secret");
+  EXPECT_EQ(parse_client_config(doc, "apps.json", std::string("env-1f2e3d4c5b6a7980")).token,
+            "env-1f2e3d4c5b6a7980");
 }
 
 TEST(ClientToken, FileTrailingNewlinesStripped) {
   TempDir dir;
-  for (const char* content : {"s3cret", "s3cret\n", "s3cret\r\n", "s3cret\n\n", "s3cret \n"}) {
+  for (const char* content :
+       {"s3cret-0123456789ab", "s3cret-0123456789ab\n", "s3cret-0123456789ab\r\n",
+        "s3cret-0123456789ab\n\n", "s3cret-0123456789ab \n"}) {
     auto file = dir.write("token", content);
     const std::string doc =
         R"({"group":"home","token_file":")" + file.string() + R"(","apps":[)" + kApp + "]}";
-    EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "s3cret")
+    EXPECT_EQ(parse_client_config(doc, "apps.json", std::nullopt).token, "s3cret-0123456789ab")
         << ::testing::PrintToString(std::string(content));
   }
 }
@@ -729,14 +821,14 @@ TEST(ClientConfig, TlsIsOnByDefaultAndFalseTurnsItOff) {
                                   "apps.json", std::nullopt)
                   .tls.has_value());
   const std::string off =
-      R"({"group":"home","token":"t","tls":false,"apps":[{"name":"a","local":"h:1","remote_port":0}]})";
+      R"({"group":"home","token":"t-0123456789abcdef","tls":false,"apps":[{"name":"a","local":"h:1","remote_port":0}]})";
   EXPECT_FALSE(parse_client_config(off, "apps.json", std::nullopt).tls.has_value());
 }
 
 TEST(ClientConfig, TlsFingerprintInTheFormTheServerPrints) {
   const std::string fp = "SHA256:" + std::string(64, 'a');
   auto cfg = [](const std::string& tls) {
-    return R"({"group":"home","token":"t","tls":)" + tls +
+    return R"({"group":"home","token":"t-0123456789abcdef","tls":)" + tls +
            R"(,"apps":[{"name":"a","local":"h:1","remote_port":0}]})";
   };
   auto t =
@@ -766,7 +858,7 @@ TEST(ClientConfig, TlsFingerprintInTheFormTheServerPrints) {
 TEST(ServerConfig, Limits) {
   auto cfg = parse_server_config(
       R"({"max_groups":100,"group_defaults":{"max_apps":5,"max_conns":50,"bandwidth":"10MiB/s"},
-          "groups":{"home":{"token":"t","max_conns":3},"office":{"token":"u","bandwidth":"1MB/s"}}})",
+          "groups":{"home":{"token":"t-0123456789abcdef","max_conns":3},"office":{"token":"u-0123456789abcdef","bandwidth":"1MB/s"}}})",
       "server.json");
   EXPECT_EQ(cfg.max_groups, 100u);
   auto home = cfg.limits_for("home");
@@ -791,7 +883,7 @@ TEST(ServerConfig, LimitErrors) {
   EXPECT_EQ(server_problems(R"({"group_defaults":{"token":"x"}})"),
             Problems{"server.json: group_defaults.token: expected one of the keys bandwidth, "
                      "max_apps, max_conns, got an unknown key"});
-  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t","max_conns":-1}}})"),
+  EXPECT_EQ(server_problems(R"({"groups":{"home":{"token":"t-0123456789abcdef","max_conns":-1}}})"),
             Problems{"server.json: groups.home.max_conns: expected an integer from 1 to 1000000, "
                      "got -1"});
 }
