@@ -80,7 +80,8 @@ awaitable<void> session(int i, const Options& o, const std::vector<tcp::endpoint
     if (auto ec = co_await expect_message(s, buf, challenge, &peer_error))
       co_return "challenge: " + (peer_error.empty() ? ec.message() : peer_error);
     const auto nonce = random_hex(kNonceBytes);
-    auto proofs = login_proofs(o.token, group, nonce, challenge.nonce, s.channel_binding());
+    auto proofs =
+        login_proofs(o.token, group, nonce, challenge.nonce, s.channel_binding().value_or(""));
     const Message login = msg::Login{group, nonce, proofs.client};
     msg::Welcome welcome;
     if (auto ec = co_await write_message(s, login)) co_return ec.message();

@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -52,6 +53,12 @@ class Stream {
   awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer b);
   awaitable<error_code> read_exact(asio::mutable_buffer b);
   awaitable<error_code> write_all(asio::const_buffer b);
+  // The same; `written` gets how many bytes went into the socket (for TLS, record
+  // bytes) before an error: 0 means none can have reached the peer.
+  awaitable<error_code> write_all(asio::const_buffer b, std::size_t& written);
+  // An idle connection the peer has said nothing on: nothing readable, no end,
+  // no error. One that fails this is not worth writing to.
+  bool quiet();
   // Half-close: no more bytes from us (TLS close_notify, then the TCP FIN); the
   // peer may go on sending.
   awaitable<void> shutdown_send();
@@ -63,7 +70,9 @@ class Stream {
 
   // RFC 9266 tls-exporter (32 bytes, hex); empty for a plain stream. Both ends of
   // one TLS session get the same value; a man in the middle has two sessions.
-  std::string channel_binding() const;
+  // nullopt when a TLS session cannot give one (no finished handshake): the
+  // login must fail then, never go on with an empty binding.
+  std::optional<std::string> channel_binding() const;
   std::string peer_fingerprint() const;  // "SHA256:..."; empty without a certificate
   bool ktls() const;                     // the kernel carries the records both ways
   std::string describe() const;          // "plain TCP", "TLS 1.3 (...), buffered copy"

@@ -147,14 +147,18 @@ awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
   msg::Challenge challenge;
   if (!ec) ec = co_await expect_message(sock, buf, challenge, &peer_error);
   const auto nonce = random_hex(kNonceBytes);
-  auto proofs =
-      login_proofs(cfg_.token, cfg_.group, nonce, challenge.nonce, sock.channel_binding());
+  const auto binding = sock.channel_binding();
+  if (!ec && !binding) {
+    why = "login: the TLS session gives no channel binding";
+    co_return false;
+  }
+  auto proofs = login_proofs(cfg_.token, cfg_.group, nonce, challenge.nonce, binding.value_or(""));
   const Message login = msg::Login{cfg_.group, nonce, proofs.client};
   if (!ec) ec = co_await write_message(sock, login);
   msg::Welcome welcome;
   if (!ec) ec = co_await expect_message(sock, buf, welcome, &peer_error);
   if (!peer_error.empty()) {
-    why = "login refused by the server: " + peer_error;
+    why = "login refused by the server: " + log_safe(peer_error);
     co_return false;
   }
   if (ec) {
@@ -196,10 +200,11 @@ awaitable<bool> Client::register_apps(std::string& why) {
   }
   for (auto& res : reply->apps) {
     if (res.error.empty()) {
-      spdlog::info("{} app={}: remote port {}", context_, res.name, res.remote_port);
+      spdlog::info("{} app={}: remote port {}", context_, log_safe(res.name), res.remote_port);
       remote_ports_[res.name] = res.remote_port;
     } else {
-      spdlog::error("{} app={}: not registered: {}", context_, res.name, res.error);
+      spdlog::error("{} app={}: not registered: {}", context_, log_safe(res.name),
+                    log_safe(res.error));
     }
   }
   co_return true;
@@ -217,7 +222,7 @@ awaitable<void> Client::read_loop(std::string& why) {
     } else if (auto* need = std::get_if<msg::NeedData>(&m)) {
       dial(need->count);
     } else if (auto* e = std::get_if<msg::Error>(&m)) {
-      why = "the server reported: " + e->message;
+      why = "the server reported: " + log_safe(e->message);
       co_return;
     } else if (!std::holds_alternative<msg::Pong>(m)) {
       why = "unexpected message on the control connection";
@@ -254,8 +259,13 @@ awaitable<std::optional<DataProofs>> Client::data_login(Stream& sock, const Sess
     co_return std::nullopt;
   }
   // Numbered once connected, so the numbers reach the server nearly in order.
+  const auto binding = sock.channel_binding();
+  if (!binding) {
+    spdlog::warn("{}: data connection: the TLS session gives no channel binding", context_);
+    co_return std::nullopt;
+  }
   const auto seq = data_seq_++;
-  auto proofs = data_proofs(s.data_key, s.id, seq, sock.channel_binding());
+  auto proofs = data_proofs(s.data_key, s.id, seq, *binding);
   const Message login = msg::DataLogin{s.id, seq, proofs.client};
   if (co_await write_prefix(sock, frame_bytes(encode(login)))) co_return std::nullopt;
   co_return proofs;
@@ -270,7 +280,7 @@ awaitable<std::optional<msg::Start>> Client::await_start(Stream& sock, const Dat
   if (std::holds_alternative<msg::Challenge>(m) && co_await read_message(sock, buf, m))
     co_return std::nullopt;
   if (auto* e = std::get_if<msg::Error>(&m)) {
-    spdlog::warn("{}: data connection refused by the server: {}", context_, e->message);
+    spdlog::warn("{}: data connection refused by the server: {}", context_, log_safe(e->message));
     co_return std::nullopt;
   }
   auto* ok = std::get_if<msg::DataOk>(&m);

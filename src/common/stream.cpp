@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 
 #include <array>
 #include <cerrno>
@@ -206,15 +207,26 @@ awaitable<error_code> Stream::read_exact(asio::mutable_buffer b) {
 }
 
 awaitable<error_code> Stream::write_all(asio::const_buffer b) {
+  std::size_t ignored = 0;
+  co_return co_await write_all(b, ignored);
+}
+
+awaitable<error_code> Stream::write_all(asio::const_buffer b, std::size_t& written) {
+  written = 0;
   if (!ssl_) {
     auto [ec, n] = co_await asio::async_write(socket_, b, nothrow);
+    written = n;
     co_return ec;
   }
+  const auto sent_before = BIO_number_written(SSL_get_wbio(ssl_.get()));
   while (b.size() > 0) {
     if (!socket_.is_open()) co_return asio::error::bad_descriptor;
     ERR_clear_error();
     std::size_t n = 0;
     const int r = SSL_write_ex(ssl_.get(), b.data(), b.size(), &n);
+    // What reached the socket, in record bytes: OpenSSL may have sent some records
+    // of a write it then reports as failed.
+    written = BIO_number_written(SSL_get_wbio(ssl_.get())) - sent_before;
     if (r == 1) {
       b += n;
       continue;
@@ -224,6 +236,12 @@ awaitable<error_code> Stream::write_all(asio::const_buffer b) {
     if (auto ec = co_await wait_for(e)) co_return ec;
   }
   co_return error_code{};
+}
+
+bool Stream::quiet() {
+  if (!socket_.is_open() || has_pending()) return false;
+  pollfd p{socket_.native_handle(), POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0;
 }
 
 awaitable<void> Stream::shutdown_send() {
@@ -259,13 +277,16 @@ void Stream::close_orderly() {
   close();
 }
 
-std::string Stream::channel_binding() const {
-  if (!ssl_) return {};
+std::optional<std::string> Stream::channel_binding() const {
+  if (!ssl_) return std::string();
   static constexpr char kLabel[] = "EXPORTER-Channel-Binding";
   std::array<unsigned char, 32> out{};
-  if (SSL_export_keying_material(ssl_.get(), out.data(), out.size(), kLabel, sizeof kLabel - 1,
-                                 nullptr, 0, 0) != 1)
-    return {};
+  if (!SSL_is_init_finished(ssl_.get()) ||
+      SSL_export_keying_material(ssl_.get(), out.data(), out.size(), kLabel, sizeof kLabel - 1,
+                                 nullptr, 0, 0) != 1) {
+    ERR_clear_error();
+    return std::nullopt;
+  }
   return to_hex(out.data(), out.size());
 }
 

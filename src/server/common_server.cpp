@@ -48,7 +48,8 @@ CommonServer::CommonServer(asio::any_io_executor ex, ServerConfig config, std::s
       open_token_(std::move(open_token)),
       tls_(std::move(tls)),
       acceptor_(ex),
-      streams_(ex) {}
+      streams_(ex),
+      handshakes_(config_.max_handshakes, config_.max_handshakes_per_source) {}
 
 CommonServer::~CommonServer() = default;
 
@@ -83,7 +84,7 @@ void CommonServer::stop() {
   stopping_ = true;
   error_code ignored;  // already closed is fine
   acceptor_.close(ignored);
-  unauthenticated_.close_all();
+  handshakes_.close_all();
   auto groups = groups_;  // close() may end sessions that erase themselves
   for (auto& [name, g] : groups) g->close("server shutting down");
 }
@@ -97,13 +98,24 @@ void CommonServer::reject(const std::string& peer, const std::string& why) {
 
 bool CommonServer::admits_another_group(const std::string& group) const {
   if (!config_.max_groups) return true;
-  std::size_t live = 0;
-  for (auto& [name, g] : groups_) {
-    if (g->closed()) continue;
-    if (name == group) return true;  // a login of a group already in: not another one
-    ++live;
-  }
-  return live < *config_.max_groups;
+  std::set<std::string> in = pending_;
+  for (auto& [name, g] : groups_)
+    if (!g->closed()) in.insert(name);
+  if (in.count(group)) return true;  // a login of a group already in: not another one
+  return in.size() < *config_.max_groups;
+}
+
+std::shared_ptr<Quota> CommonServer::app_quota(const std::string& group, const std::string& app,
+                                               std::optional<std::uint32_t> max_conns,
+                                               std::optional<std::uint64_t> bandwidth) {
+  auto& slot = app_quotas_[{group, app}];
+  auto q = slot.lock();
+  if (q)
+    q->set_limits(max_conns, bandwidth);
+  else
+    slot = q = std::make_shared<Quota>(max_conns, bandwidth);
+  std::erase_if(app_quotas_, [](const auto& kv) { return kv.second.expired(); });
+  return q;
 }
 
 std::shared_ptr<Quota> CommonServer::quota_for(const std::string& group) {
@@ -133,14 +145,11 @@ awaitable<void> CommonServer::handle(tcp::socket s, tcp::endpoint peer_ep) {
   const std::string& source = who.second;
   std::optional<std::shared_ptr<AppGroup>> group;
   {
-    if (unauthenticated_.size() >= config_.max_handshakes) {
-      reject("the oldest unauthenticated connection",
-             fmt::format("max_handshakes ({}) reached, making room for {}", config_.max_handshakes,
-                         peer));
-      unauthenticated_.close_oldest();
-    }
+    for (auto& c : handshakes_.make_room(source))
+      reject("the oldest unauthenticated connection from " + c.source,
+             c.cap + ", making room for " + peer);
     Stream stream(std::move(s));
-    SocketSet::Entry guard(unauthenticated_, stream.socket());
+    HandshakeTable::Entry entry(handshakes_, source, stream.socket());
     group = co_await with_timeout(admit(stream, peer, source), kHandshakeTimeout);
   }
   if (!group) {
@@ -149,17 +158,25 @@ awaitable<void> CommonServer::handle(tcp::socket s, tcp::endpoint peer_ep) {
   }
   if (!*group) co_return;  // a data connection handed to its group, or refused
   auto g = std::move(*group);
+  // However the session ends (an exception included), it leaves the maps.
+  struct Unlist {
+    CommonServer& server;
+    const std::shared_ptr<AppGroup>& g;
+    ~Unlist() {
+      g->close("the session ended");  // already closed unless run() threw
+      if (auto it = server.groups_.find(g->name()); it != server.groups_.end() && it->second == g)
+        server.groups_.erase(it);
+      server.sessions_.erase(g->session());
+    }
+  } unlist{*this, g};
   co_await g->run();
-  if (auto it = groups_.find(g->name()); it != groups_.end() && it->second == g) groups_.erase(it);
-  sessions_.erase(g->session());
 }
 
 // Peeks at the first byte: a TLS ClientHello or the plain magic, as this server
 // expects; a mismatch gets an answer the other side can show, not a hang.
-awaitable<bool> CommonServer::start_stream(Stream& s, const std::string& peer) {
-  auto first = co_await peek_first_byte(s.socket());
-  if (!first) co_return false;
-  if (*first == kTlsHandshakeRecord) {
+awaitable<bool> CommonServer::start_stream(Stream& s, unsigned char first,
+                                           const std::string& peer) {
+  if (first == kTlsHandshakeRecord) {
     if (!tls_) {
       reject(peer,
              "it speaks TLS, but this server runs with \"tls\": false (set \"tls\": false in "
@@ -177,7 +194,7 @@ awaitable<bool> CommonServer::start_stream(Stream& s, const std::string& peer) {
     }
     co_return true;
   }
-  if (tls_ && *first == static_cast<unsigned char>(kMagic[0])) {
+  if (tls_ && first == static_cast<unsigned char>(kMagic[0])) {
     std::uint8_t version = 0;
     if (co_await read_prefix(s, version)) co_return false;  // not ntp after all: just close
     reject(peer,
@@ -193,7 +210,9 @@ awaitable<bool> CommonServer::start_stream(Stream& s, const std::string& peer) {
 
 awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::string& peer,
                                                          const std::string& source) {
-  if (!co_await start_stream(s, peer)) co_return nullptr;
+  auto first = co_await peek_first_byte(s.socket());
+  if (!first) co_return nullptr;
+  if (!co_await start_stream(s, *first, peer)) co_return nullptr;
   std::uint8_t version = 0;
   if (auto ec = co_await read_prefix(s, version)) {
     if (ec == ProtocolError::bad_version) {
@@ -205,15 +224,6 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
     } else if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
       reject(peer, ec.message());
     }
-    co_return nullptr;
-  }
-  // A source that failed recently gets no challenge (so no guess) until its
-  // backoff has passed, and is told when to come back.
-  if (auto wait = throttle_.wait(source, steady_clock::now())) {
-    reject(peer,
-           "too many failed logins from " + source + ": next attempt allowed in " + seconds(*wait));
-    co_await write_error(
-        s, "too many failed logins from this address: try again in " + seconds(*wait));
     co_return nullptr;
   }
   // A data connection proves itself in the bytes that came with the prefix; only
@@ -243,10 +253,11 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit(Stream& s, const std::s
   co_return nullptr;
 }
 
-awaitable<void> CommonServer::refuse_login(Stream& s, const std::string& peer,
-                                           const std::string& source, const std::string& why,
+awaitable<void> CommonServer::refuse_login(Stream& s, LoginThrottle& throttle,
+                                           const std::string& peer, const std::string& source,
+                                           const std::string& group, const std::string& why,
                                            const std::string& answer) {
-  const auto delay = throttle_.failed(source, steady_clock::now());
+  const auto delay = throttle.failed(source, group, steady_clock::now());
   reject(peer, why + " (next attempt from " + source + " allowed in " + seconds(delay) + ")");
   co_await write_error(s, answer);
 }
@@ -261,22 +272,48 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
     co_return nullptr;
   }
   const std::string context = "group=" + login.group;
+  // A (source, group) that failed recently has its next proof ignored, unchecked,
+  // until its backoff has passed: it is told when to come back. Checked and
+  // counted with no wait in between, so parallel guesses are judged one by one.
+  if (auto wait = throttle_.wait(source, login.group, steady_clock::now())) {
+    reject(peer, fmt::format("{}: too many failed logins from {}: next attempt allowed in {}",
+                             context, source, seconds(*wait)));
+    co_await write_error(s, fmt::format("too many failed logins for group '{}' from this address: "
+                                        "try again in {}",
+                                        login.group, seconds(*wait)));
+    co_return nullptr;
+  }
   const std::string* token = token_for(login.group);
   // One answer for an unknown group and a wrong token: names are not confirmed to
   // someone who cannot prove a token. The server log tells them apart.
   const auto refused = fmt::format("authentication failed for group '{}'", login.group);
   if (!token) {
-    co_await refuse_login(s, peer, source,
+    co_await refuse_login(s, throttle_, peer, source, login.group,
                           context + ": authentication failed: not a configured group", refused);
     co_return nullptr;
   }
-  auto proofs = login_proofs(*token, login.group, login.nonce, nonce, s.channel_binding());
-  if (!proof_equal(proofs.client, login.proof)) {
-    co_await refuse_login(s, peer, source, context + ": authentication failed: wrong token",
-                          refused);
+  auto binding = s.channel_binding();
+  if (!binding) {
+    reject(peer, context + ": login: the TLS session gives no channel binding");
     co_return nullptr;
   }
-  throttle_.succeeded(source);
+  auto proofs = login_proofs(*token, login.group, login.nonce, nonce, *binding);
+  if (!proof_equal(proofs.client, login.proof)) {
+    co_await refuse_login(s, throttle_, peer, source, login.group,
+                          context + ": authentication failed: wrong token", refused);
+    co_return nullptr;
+  }
+  if (stopping_) co_return nullptr;
+  // One login per group at a time: a second one while this one probes the old
+  // session or writes its welcome is refused with a reason, never welcomed and
+  // then dropped.
+  if (pending_.count(login.group)) {
+    spdlog::warn("{}: login from {} refused: another login for the group is in progress", context,
+                 peer);
+    co_await write_error(
+        s, fmt::format("another login for group '{}' is in progress; retrying", login.group));
+    co_return nullptr;
+  }
   if (!admits_another_group(login.group)) {
     spdlog::warn("{}: login from {} refused: max_groups ({}) groups are logged in", context, peer,
                  *config_.max_groups);
@@ -284,21 +321,25 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
                                         *config_.max_groups));
     co_return nullptr;
   }
-  if (stopping_) co_return nullptr;
+  pending_.insert(login.group);
+  struct Pending {
+    std::set<std::string>& set;
+    const std::string& group;
+    ~Pending() { set.erase(group); }
+  } pending{pending_, login.group};
 
   if (auto it = groups_.find(login.group); it != groups_.end() && !it->second->closed()) {
     auto old = it->second;
     bool alive = co_await old->probe(kProbeLimit);
-    auto now = groups_.find(login.group);
-    if (alive || (now != groups_.end() && now->second != old)) {
-      auto holder = now != groups_.end() ? now->second->peer() : old->peer();
-      spdlog::warn("{}: login from {} refused: already logged in from {}", context, peer, holder);
-      co_await write_error(
-          s, fmt::format("group '{}' is already logged in from {}", login.group, holder));
+    if (alive) {
+      // Where it is logged in from is the server's business, not any token holder's.
+      spdlog::warn("{}: login from {} refused: already logged in from {}", context, peer,
+                   old->peer());
+      co_await write_error(s, fmt::format("group '{}' is already logged in", login.group));
       co_return nullptr;
     }
-    spdlog::warn("{}: old session from {} did not answer a probe within 2 s; replacing it", context,
-                 old->peer());
+    spdlog::warn("{}: old session from {} did not answer a probe within {} s; replacing it",
+                 context, old->peer(), kProbeLimit.count());
     old->close("replaced by a new login (it did not answer the probe)");
   }
   if (stopping_) co_return nullptr;
@@ -306,16 +347,14 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
   auto session = random_hex(16);
   const Message welcome = msg::Welcome{session, proofs.server, config_.heartbeat_timeout_s};
   if (co_await write_message(s, welcome)) co_return nullptr;
-  // A closed session stays listed until its handler unwinds (e.g. the one replaced
-  // above): it is no rival. Only a live one that logged in meanwhile is.
-  auto rival = groups_.find(login.group);
-  if (stopping_ || (rival != groups_.end() && !rival->second->closed())) co_return nullptr;
+  if (stopping_) co_return nullptr;
   const auto over = s.describe();
   auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
                                       std::move(s), peer, config_.limits_for(login.group),
                                       quota_for(login.group));
   groups_[login.group] = g;
   sessions_[session] = g;
+  throttle_.succeeded(source, login.group);  // only an accepted login starts afresh
   spdlog::info("{}: logged in from {} over {}", context, peer, over);
   co_return g;
 }
@@ -329,10 +368,25 @@ awaitable<void> CommonServer::admit_data(Stream& s, const std::string& peer,
     co_await write_error(s, "unknown session");
     co_return;
   }
-  auto proofs = data_proofs(g->data_key(), login.session, login.seq, s.channel_binding());
+  // Failed data proofs are throttled on their own: a failing login never delays
+  // a logged-in session's data connections, nor the other way round.
+  if (auto wait = data_throttle_.wait(source, g->name(), steady_clock::now())) {
+    reject(peer, fmt::format("{}: too many failed data connections from {}: next allowed in {}",
+                             g->context(), source, seconds(*wait)));
+    co_await write_error(
+        s, "too many failed data connections from this address: try again in " + seconds(*wait));
+    co_return;
+  }
+  auto binding = s.channel_binding();
+  if (!binding) {
+    reject(peer, g->context() + ": data connection: the TLS session gives no channel binding");
+    co_return;
+  }
+  auto proofs = data_proofs(g->data_key(), login.session, login.seq, *binding);
   // The proof first, so only the session's own client moves its window.
   if (!proof_equal(proofs.client, login.proof) || !g->accept_data_seq(login.seq)) {
-    co_await refuse_login(s, peer, source, g->context() + ": data connection failed authentication",
+    co_await refuse_login(s, data_throttle_, peer, source, g->name(),
+                          g->context() + ": data connection failed authentication",
                           "data connection authentication failed");
     co_return;
   }

@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 
+#include "handshake_table.hpp"
 #include "login_throttle.hpp"
 #include "ntp/config.hpp"
 #include "ntp/limits.hpp"
@@ -31,6 +34,8 @@ class CommonServer {
   // With `tls`, clients must speak TLS (config.tls says so; main builds it).
   CommonServer(asio::any_io_executor ex, ServerConfig config, std::string open_token,
                std::optional<TlsContext> tls);
+  CommonServer(const CommonServer&) = delete;
+  CommonServer& operator=(const CommonServer&) = delete;
   ~CommonServer();
 
   void listen();  // binds the bind port; throws std::system_error naming it
@@ -45,7 +50,17 @@ class CommonServer {
   std::uint64_t next_conn_id() { return ++conn_ids_; }
   std::size_t group_count() const { return groups_.size(); }
   const LoginThrottle& throttle() const { return throttle_; }
-  std::size_t handshakes() const { return unauthenticated_.size(); }  // accepted, not yet proven
+  std::size_t handshakes() const { return handshakes_.size(); }  // accepted, not yet proven
+  // Listening sockets tried for remote ports, over all registrations: what a
+  // registration costs the loop.
+  void count_bind_attempt() { ++bind_attempts_; }
+  std::uint64_t bind_attempts() const { return bind_attempts_; }
+  // An app's max_conns and bandwidth, kept by (group, app) while any session or
+  // stream of it is alive, so a reconnecting client's app counts its earlier
+  // streams. Limits asked anew replace the old ones for new users.
+  std::shared_ptr<Quota> app_quota(const std::string& group, const std::string& app,
+                                   std::optional<std::uint32_t> max_conns,
+                                   std::optional<std::uint64_t> bandwidth);
 
  private:
   awaitable<void> handle(tcp::socket s, tcp::endpoint peer_ep);
@@ -53,18 +68,22 @@ class CommonServer {
   // throttled under (LoginThrottle::source_of).
   awaitable<std::shared_ptr<AppGroup>> admit(Stream& s, const std::string& peer,
                                              const std::string& source);
-  awaitable<bool> start_stream(Stream& s, const std::string& peer);
+  // `first` is the connection's first byte, peeked.
+  awaitable<bool> start_stream(Stream& s, unsigned char first, const std::string& peer);
   awaitable<std::shared_ptr<AppGroup>> admit_control(Stream& s, const std::string& peer,
                                                      const std::string& source,
                                                      const msg::Login& login,
                                                      const std::string& server_nonce);
   awaitable<void> admit_data(Stream& s, const std::string& peer, const std::string& source,
                              const msg::DataLogin& login);
-  // Logs and counts a failed proof; the peer is told only `answer`.
-  awaitable<void> refuse_login(Stream& s, const std::string& peer, const std::string& source,
+  // Logs and counts a failed proof under (source, group) in `throttle`; the peer
+  // is told only `answer`.
+  awaitable<void> refuse_login(Stream& s, LoginThrottle& throttle, const std::string& peer,
+                               const std::string& source, const std::string& group,
                                const std::string& why, const std::string& answer);
   const std::string* token_for(const std::string& group) const;
-  bool admits_another_group(const std::string& group) const;  // max_groups
+  // max_groups: counts the groups logged in and those past their proof.
+  bool admits_another_group(const std::string& group) const;
   // The group's limits, shared by all its sessions' streams while any is alive.
   std::shared_ptr<Quota> quota_for(const std::string& group);
   void reject(const std::string& peer, const std::string& why);
@@ -77,11 +96,17 @@ class CommonServer {
   LiveStreams streams_;
   std::map<std::string, std::shared_ptr<AppGroup>> groups_;  // by group name
   std::map<std::string, std::weak_ptr<AppGroup>> sessions_;  // by session id
-  SocketSet unauthenticated_;                                // closed by stop()
-  LoginThrottle throttle_;
+  HandshakeTable handshakes_;                                // closed by stop()
+  // Logins past their proof, until they are in groups_ (or refused): one group
+  // logs in once at a time, and they count against max_groups meanwhile.
+  std::set<std::string> pending_;
+  LoginThrottle throttle_;       // failed logins, by (source, group)
+  LoginThrottle data_throttle_;  // failed data-connection proofs: never slow a login
   std::map<std::string, std::weak_ptr<Quota>> quotas_;  // by group name
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<Quota>> app_quotas_;
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
+  std::uint64_t bind_attempts_ = 0;
   bool stopping_ = false;
 };
 

@@ -5,6 +5,7 @@ bind port. After each: both daemons alive, the real user's tunnel unaffected,
 no token in any log (the harness checks that for every test)."""
 
 import os
+import re
 import socket
 import ssl
 import sys
@@ -16,8 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 ATTACKER = "127.0.0.3"  # another host, as far as the server can tell
-LOG_THROTTLED = (r"rejected {addr}:\d+: too many failed logins from {addr}: next attempt allowed "
-                 r"in (?P<s>\d+) s")
+LOG_THROTTLED = (r"rejected {addr}:\d+: group={group}: too many failed logins from {addr}: next "
+                 r"attempt allowed in (?P<s>\d+) s")
+ANSWER_THROTTLED = (r"^too many failed logins for group '{group}' from this address: try again in "
+                    r"\d+ s$")
 LOG_FAILED = (r"rejected {addr}:\d+: group=home: authentication failed: wrong token "
               r"\(next attempt from {addr} allowed in (?P<s>\d+) s\)")
 
@@ -29,6 +32,8 @@ MAX_HANDSHAKES = 256   # the server's default max_handshakes (include/ntp/config
 # dropping the oldest.
 FLOOD_MEANINGFUL_RATE = MAX_HANDSHAKES / h.HANDSHAKE_TIMEOUT_S
 SLOW_USERS = 200
+PARALLEL_GUESSES = 200
+FLOODER = "127.0.0.2"
 
 
 def tls_client_context():
@@ -40,7 +45,9 @@ def tls_client_context():
 
 def guess(port, group="home", source=ATTACKER):
     """One login attempt with a made-up proof, from `source`, over TLS.
-    Returns ("challenge", error message) or ("no challenge", error message)."""
+    Returns ("challenge", the answer's message) or ("no challenge", error message):
+    every login gets its challenge; a throttled one has its proof left unchecked
+    and is answered with the wait."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=h.STEP_S,
                                    source_address=(source, 0))
     with tls_client_context().wrap_socket(raw) as s:
@@ -78,12 +85,10 @@ class AttackTest(h.TunnelTestCase):
             self.assertEqual(message, "authentication failed for group 'home'")
             m = self.server.wait_log(h.rx(LOG_FAILED, addr=addr), count=n)
             delays.append(int(m.group("s")))
-            # At once again: no challenge, so no guess, and the wait is named.
+            # At once again: the proof is not checked, and the wait is named.
             verdict, message = guess(port)
-            self.assertEqual(verdict, "no challenge")
-            self.assertRegex(message, r"^too many failed logins from this address: try again in "
-                                      r"\d+ s$")
-            self.server.wait_log(h.rx(LOG_THROTTLED, addr=addr), count=n)
+            self.assertRegex(message, ANSWER_THROTTLED.format(group="home"))
+            self.server.wait_log(h.rx(LOG_THROTTLED, addr=addr, group="home"), count=n)
             if n == 3:
                 break  # the third backoff stays in force for the login below
             # Waiting out the backoff is what is tested. It runs from the failure,
@@ -92,6 +97,8 @@ class AttackTest(h.TunnelTestCase):
             time.sleep(delays[-1])
         self.assertEqual(delays, [h.LOGIN_FIRST_DELAY_S * 2 ** i for i in range(3)],
                          "the backoff doubles from LoginThrottle::kFirstDelay")
+        self.assertEqual(len(self.server.findall(h.rx(LOG_FAILED, addr=addr))), 3,
+                         "a throttled guess had its proof checked")
 
         # While the attacker still waits, a client from another address is not
         # slowed: its first login is not refused as throttled (it would then
@@ -101,14 +108,120 @@ class AttackTest(h.TunnelTestCase):
             self.server, [h.app("web2", self.echo.port, 0)], group="office"))
         self.wait_login(other)
         throttled = r"too many failed logins"
-        self.assertIsNone(self.server.find(h.rx(LOG_THROTTLED, addr="127.0.0.1")),
+        self.assertIsNone(self.server.find(r"rejected 127\.0\.0\.1:\d+: .*too many failed logins"),
                           "the server throttled a client from another address")
         self.assertIsNone(other.find(throttled), "the client was told to wait for the attacker")
         self.assertIsNone(other.find(h.rx(h.LOG_CLIENT_RETRY, group="office")),
                           "the client's first login did not go through")
         # And the attacker is still held back, so it was all along that login.
-        self.assertEqual(guess(port)[0], "no challenge", "the third backoff ran out meanwhile")
+        self.assertRegex(guess(port)[1], ANSWER_THROTTLED.format(group="home"),
+                         "the third backoff ran out meanwhile")
         self.assert_unharmed()
+
+    def test_parallel_guesses_are_judged_one_by_one(self):
+        """200 wrong-token logins at once from one address: the server checks
+        their proofs no faster than the backoff allows (one, then one per doubled
+        delay), however many are in flight; every other one is answered with the
+        wait, unchecked."""
+        port = self.server.bind_port
+        results, lock = [], threading.Lock()
+        began = time.monotonic()
+
+        def attempt():
+            try:
+                r = guess(port)
+            except (OSError, ssl.SSLError) as e:
+                r = ("error", repr(e))
+            with lock:
+                results.append(r)
+
+        threads = [threading.Thread(target=attempt) for _ in range(PARALLEL_GUESSES)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(h.HANDSHAKE_TIMEOUT_S + h.STEP_S)
+        elapsed = time.monotonic() - began
+        checked = [m for v, m in results if m == "authentication failed for group 'home'"]
+        throttled = [m for v, m in results
+                     if re.match(ANSWER_THROTTLED.format(group="home"), m)]
+        self.assertEqual(len(results), PARALLEL_GUESSES, "some guesses got no answer")
+        self.assertEqual(len(checked) + len(throttled), PARALLEL_GUESSES,
+                         f"unexpected answers: {[r for r in results if r[1] not in checked + throttled]}")
+        # The schedule: a check at 0, and the k-th after 1 + 2 + ... + 2^(k-1) s.
+        allowed = sum(1 for k in range(16) if 2 ** k - 1 <= elapsed)
+        self.assertGreaterEqual(len(checked), 1)
+        self.assertLessEqual(len(checked), allowed,
+                             f"{len(checked)} proofs checked in {elapsed:.1f} s; the backoff "
+                             f"allows {allowed}")
+        self.assertEqual(len(self.server.findall(h.rx(LOG_FAILED, addr=ATTACKER))), len(checked))
+        self.assert_unharmed()
+
+    def test_a_failing_client_never_slows_another_group_from_its_address(self):
+        """A client with a wrong token keeps failing from 127.0.0.1; a good client
+        of another group on the same address logs in at its first attempt, and
+        its users' data connections are never held up."""
+        bad = self.start_client(self.client_config(
+            self.server, [h.app("web3", self.echo.port, 0)], group="office",
+            token=h.make_token("wrong")))
+        self.server.wait_log(r"rejected 127\.0\.0\.1:\d+: group=office: authentication failed",
+                             count=2, timeout=h.LOGIN_FIRST_DELAY_S + h.BACKOFF_CAP_S + h.STEP_S)
+        good = self.start_client(self.client_config(
+            self.server, [h.app("web4", self.echo.port, 0)], group="lab"))
+        port = self.wait_app(good, "web4")
+        self.assertIsNone(good.find(h.rx(h.LOG_CLIENT_RETRY, group="lab")),
+                          "the good client's first login did not go through")
+        for i in range(20):  # each a data connection of its own
+            self.assert_echo(port, data=f"user {i}".encode())
+        self.assertIsNone(self.server.find(r"group=lab.*too many failed"),
+                          "the good group was throttled for the bad one's failures")
+        self.assertIsNone(self.server.find(r"too many failed data connections"))
+        self.assertTrue(bad.alive())
+        self.assert_unharmed()
+
+    def test_a_silent_flood_from_one_address_evicts_only_its_own(self):
+        """Silent connections from 127.0.0.2, opened all along and far faster
+        than max_handshakes can hold them, while a client on 127.0.0.1 logs in
+        and serves users: only the flooder's handshakes are closed to make room
+        (each new one pushes out an older one, so with the oldest closed
+        whatever its source, the client's own handshakes would go too)."""
+        cap = 32
+        server = self.start_server(self.server_config(max_handshakes=cap), name="server-2")
+        stop = threading.Event()
+        opened = [0]
+
+        def flood():
+            held = []
+            while not stop.is_set():
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", server.bind_port),
+                                                         timeout=h.STEP_S,
+                                                         source_address=(FLOODER, 0)))
+                    opened[0] += 1
+                except OSError:
+                    pass
+                if len(held) > 4 * cap:  # closed by the server long ago: let them go
+                    held.pop(0).close()
+            for c in held:
+                c.close()
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        self.addCleanup(stop.set)
+        server.wait_log(r"rejected the oldest unauthenticated connection from "
+                        rf"{re.escape(FLOODER)}: max_handshakes \({cap}\) reached")
+        client = self.start_client(self.client_config(
+            server, [h.app("web2", self.echo.port, 0)], group="office"))
+        port = self.wait_app(client, "web2")
+        for i in range(20):  # each a data connection, each a handshake
+            self.assert_echo(port, data=f"user {i}".encode())
+        stop.set()
+        t.join(h.STEP_S)
+        self.assertGreater(opened[0], 2 * cap, "the flood never filled max_handshakes")
+        self.assertIsNone(server.find(r"oldest unauthenticated connection from 127\.0\.0\.1:"),
+                          "a handshake of the real client's address was closed for the flood")
+        self.assertIsNone(client.find(h.rx(h.LOG_CLIENT_RETRY, group="office")),
+                          "the client's login was cut by the flood")
+        self.assertTrue(server.alive())
 
     def test_slowloris_on_the_bind_port(self):
         """Connections that trickle a ClientHello one byte a second are cut at

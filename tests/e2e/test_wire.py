@@ -169,8 +169,8 @@ class WireTest(h.TunnelTestCase):
         # 5 s handshake deadline; the newest `cap` stay open.
         for i, s in enumerate(silent[:extra]):
             h.wait_closed(s, h.GARBAGE_CLOSE_S, f"silent connection {i} (over max_handshakes)")
-        server.wait_log(r"rejected the oldest unauthenticated connection: "
-                        rf"max_handshakes \({cap}\) reached")
+        server.wait_log(r"rejected the oldest unauthenticated connection from 127\.0\.0\.1: "
+                        rf"max_handshakes \({cap}\) reached, and it holds the most")
         for s in silent[extra:]:
             s.setblocking(False)
             with self.assertRaises(BlockingIOError, msg="a connection within the cap was closed"):

@@ -160,7 +160,7 @@ class RawPeer {
     if (auto ec = co_await expect(challenge)) co_return ec;
     const auto nonce = random_hex(kNonceBytes);
     auto proofs = login_proofs(token, group, nonce, challenge.nonce,
-                               binding ? *binding : stream.channel_binding());
+                               binding ? *binding : stream.channel_binding().value());
     const Message login = msg::Login{group, nonce, proofs.client};
     if (auto ec = co_await send(login)) co_return ec;
     msg::Welcome welcome;
@@ -189,8 +189,9 @@ class RawPeer {
     if (auto ec = co_await connect(port, /*send_prefix=*/false)) co_return ec;
     static std::uint64_t next_seq = 0;
     const auto n = seq ? *seq : next_seq++;
-    data_proofs_ = data_proofs(good_proof ? session.data_key : std::string("not the key"),
-                               session.id, n, binding ? *binding : stream.channel_binding());
+    data_proofs_ =
+        data_proofs(good_proof ? session.data_key : std::string("not the key"), session.id, n,
+                    binding ? *binding : stream.channel_binding().value());
     const Message login = msg::DataLogin{session.id, n, data_proofs_.client};
     const auto prefix = client_prefix();
     std::string bytes(prefix.begin(), prefix.end());

@@ -58,11 +58,22 @@ TEST(Stream, ChannelBindingIsPerSession) {
   auto one = stream_pair(io, true);
   auto two = stream_pair(io, true);
   const auto b1 = one.client.channel_binding();
-  EXPECT_EQ(b1.size(), 64u);
+  ASSERT_TRUE(b1);
+  EXPECT_EQ(b1->size(), 64u);
   EXPECT_EQ(b1, one.server.channel_binding());
   EXPECT_NE(b1, two.client.channel_binding());
   auto plain = stream_pair(io, false);
   EXPECT_EQ(plain.client.channel_binding(), "");
+}
+
+// A TLS session that gives no exporter value (its handshake never finished)
+// gives no binding at all, not an empty one that both sides could agree on.
+TEST(Stream, NoChannelBindingBeforeTheHandshake) {
+  asio::io_context io;
+  auto pair = stream_pair(io, false);
+  auto ctx = TlsContext::client(ClientTls{}, "");
+  pair.client.start_tls(ctx);
+  EXPECT_EQ(pair.client.channel_binding(), std::nullopt);
 }
 
 TEST(Stream, PeerFingerprintIsTheServersCertificate) {
