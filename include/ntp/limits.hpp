@@ -34,6 +34,7 @@ class TokenBucket {
   // Takes `n` bytes' worth; returns how long the caller must wait before sending.
   steady_clock::duration take(std::size_t n, steady_clock::time_point now);
   std::uint64_t rate() const { return rate_; }
+  void set_rate(std::uint64_t rate);  // keeps the balance, within the new burst
 
  private:
   std::uint64_t rate_;
@@ -46,11 +47,15 @@ class TokenBucket {
 class Quota {
  public:
   Quota(std::optional<std::uint32_t> max_conns, std::optional<std::uint64_t> bandwidth);
+  // New limits for new users and bytes; users inside stay and count.
+  void set_limits(std::optional<std::uint32_t> max_conns, std::optional<std::uint64_t> bandwidth);
 
   std::optional<std::uint32_t> max_conns() const { return max_conns_; }
   std::uint32_t conns() const { return conns_; }
-  TokenBucket* up() { return up_ ? &*up_ : nullptr; }        // user -> app
-  TokenBucket* down() { return down_ ? &*down_ : nullptr; }  // app -> user
+  // The buckets new users pass through; null when unlimited. A bucket outlives a
+  // change of limits (streams that took it keep it).
+  TokenBucket* up() { return limited_ ? &*up_ : nullptr; }      // user -> app
+  TokenBucket* down() { return limited_ ? &*down_ : nullptr; }  // app -> user
 
   // A place for one user, held for its stream's life; empty at max_conns.
   class Ticket {
@@ -69,6 +74,7 @@ class Quota {
 
  private:
   std::optional<std::uint32_t> max_conns_;
+  bool limited_ = false;
   std::uint32_t conns_ = 0;
   std::optional<TokenBucket> up_, down_;
 };

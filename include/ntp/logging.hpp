@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -15,6 +16,13 @@ using LogLevel = spdlog::level::level_enum;
 // trace, debug, info, warn, error, critical, off.
 std::optional<LogLevel> parse_log_level(std::string_view name);
 void setup_logging(LogLevel level);
+
+// Text a peer chose (an error message, a name that failed its check), made safe
+// for a log line: control characters, backslashes and bytes past ASCII as \xNN,
+// so it can neither forge a line nor drive a terminal; cut at `cap` bytes with
+// how many more there were.
+inline constexpr std::size_t kLoggedPeerText = 200;
+std::string log_safe(std::string_view peer_text, std::size_t cap = kLoggedPeerText);
 
 // Lets `burst` lines through per `period`; the rest are counted, and the count is
 // reported with the next line that passes, so a flood cannot fill a disk.

@@ -58,6 +58,10 @@ inline awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace = {},
   return splice(a, b, std::move(pace), mode, Lead{});
 }
 
+// Pipes this thread's splices hold now (each is two descriptors); 0 once every
+// splice has ended, however it ended.
+std::size_t pipes_lent();
+
 // For the "stream closed" log line:
 // "after 1.2 s, 10 bytes in, 20 bytes out (25 zero-copy, 5 with frames)".
 std::string describe(const SpliceResult& r, steady_clock::duration lasted);

@@ -1,5 +1,8 @@
 #include "ntp/control_channel.hpp"
 
+#include <algorithm>
+#include <limits>
+
 namespace ntp {
 
 ControlChannel::ControlChannel(Stream stream)
@@ -14,6 +17,16 @@ void ControlChannel::send(const Message& m) {
   }
   queue_.push_back(encode(m));
   wake_.cancel();
+}
+
+void ControlChannel::need_data(std::uint32_t n) {
+  if (closed_ || n == 0) return;
+  if (need_ == 0) {
+    queue_.emplace_back();  // where the merged request goes out
+    wake_.cancel();
+  }
+  need_ = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::uint64_t{need_} + n, std::numeric_limits<std::uint32_t>::max()));
 }
 
 awaitable<error_code> ControlChannel::read(Message& out) {
@@ -36,6 +49,10 @@ awaitable<error_code> ControlChannel::write_loop() {
     }
     auto frame = std::move(queue_.front());
     queue_.pop_front();
+    if (frame.empty()) {
+      frame = encode(msg::NeedData{need_});
+      need_ = 0;
+    }
     if (auto ec = co_await write_frame(stream_, frame)) co_return ec;
   }
   co_return asio::error::operation_aborted;

@@ -96,6 +96,12 @@ TokenBucket::TokenBucket(std::uint64_t rate)
       tokens_(burst_),
       last_(steady_clock::now()) {}
 
+void TokenBucket::set_rate(std::uint64_t rate) {
+  rate_ = rate;
+  burst_ = std::max(static_cast<double>(rate) / 10, 64.0 * 1024);
+  tokens_ = std::min(tokens_, burst_);
+}
+
 steady_clock::duration TokenBucket::take(std::size_t n, steady_clock::time_point now) {
   if (now > last_) {
     const double elapsed = std::chrono::duration<double>(now - last_).count();
@@ -109,10 +115,25 @@ steady_clock::duration TokenBucket::take(std::size_t n, steady_clock::time_point
 }
 
 Quota::Quota(std::optional<std::uint32_t> max_conns, std::optional<std::uint64_t> bandwidth)
-    : max_conns_(max_conns) {
+    : max_conns_(max_conns), limited_(bandwidth.has_value()) {
   if (bandwidth) {
     up_.emplace(*bandwidth);
     down_.emplace(*bandwidth);
+  }
+}
+
+void Quota::set_limits(std::optional<std::uint32_t> max_conns,
+                       std::optional<std::uint64_t> bandwidth) {
+  max_conns_ = max_conns;
+  limited_ = bandwidth.has_value();
+  if (!bandwidth) return;  // the buckets stay for the streams that hold them
+  if (!up_) {
+    up_.emplace(*bandwidth);
+    down_.emplace(*bandwidth);
+  } else if (up_->rate() != *bandwidth) {
+    // In place: running streams point at these buckets.
+    up_->set_rate(*bandwidth);
+    down_->set_rate(*bandwidth);
   }
 }
 

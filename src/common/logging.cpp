@@ -1,5 +1,6 @@
 #include "ntp/logging.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <sys/resource.h>
 
@@ -27,6 +28,21 @@ void setup_logging(LogLevel level) {
   logger->set_level(level);
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
+}
+
+std::string log_safe(std::string_view text, std::size_t cap) {
+  std::string out;
+  const auto shown = text.substr(0, cap);
+  out.reserve(shown.size());
+  for (const char ch : shown) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7f || c == '\\')
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += ch;
+  }
+  if (text.size() > cap) out += fmt::format("... ({} more bytes)", text.size() - cap);
+  return out;
 }
 
 bool RateLimit::allow(std::uint64_t& suppressed, std::chrono::steady_clock::time_point now) {

@@ -65,16 +65,20 @@ class PipePool {
     if (!free_.empty()) {
       auto p = free_.back();
       free_.pop_back();
+      ++lent_;
       return p;
     }
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return std::nullopt;
     ::fcntl(fds[1], F_SETPIPE_SZ, kPipeSize);  // refused past the quota: keep the default
     const int capacity = ::fcntl(fds[1], F_GETPIPE_SZ);
+    ++lent_;
     return Pipe{fds[0], fds[1], capacity > 0 ? static_cast<std::size_t>(capacity) : 4096};
   }
+  std::size_t lent() const { return lent_; }
   // Only an empty pipe comes back; one holding bytes of a failed stream is closed.
   void give(Pipe p, bool empty) {
+    --lent_;
     if (empty && free_.size() < kPooledPipes)
       free_.push_back(p);
     else
@@ -87,6 +91,7 @@ class PipePool {
     ::close(p.write_end);
   }
   std::vector<Pipe> free_;
+  std::size_t lent_ = 0;
 };
 
 thread_local PipePool pipe_pool;
@@ -137,11 +142,17 @@ awaitable<Moved> copy_ready(Stream& from, Stream& to, const std::vector<TokenBuc
   }
 }
 
-// One direction's borrowed pipe and what it holds.
+// One direction's borrowed pipe and what it holds. It goes back to the pool
+// however the pump ends (an exception, or the coroutine destroyed mid-wait);
+// one still holding bytes of a failed stream is closed instead.
 struct Piped {
   Pipe pipe;
   std::size_t held = 0;  // bytes in the pipe, not yet written on
   bool short_read = false;
+  explicit Piped(Pipe p) : pipe(p) {}
+  Piped(const Piped&) = delete;
+  Piped& operator=(const Piped&) = delete;
+  ~Piped() { pipe_pool.give(pipe, held == 0); }
 };
 
 // The same with splice(2): socket → pipe → socket, no byte copied into this
@@ -239,11 +250,10 @@ awaitable<std::uint64_t> pump(Stream& from, Stream& to, const std::vector<TokenB
     if (by_pipe) pipe = pipe_pool.take();
     auto moved = Moved::failed;
     if (pipe) {
-      Piped p{*pipe};
+      Piped p(*pipe);
       moved = splice_now(from, to, p, total, moves.piped);
       if (moved == Moved::write_blocked)
         moved = co_await splice_when_writable(from, to, p, total, moves.piped);
-      pipe_pool.give(p.pipe, p.held == 0);  // one still holding bytes is closed
     } else {
       const bool ahead = from.has_buffered();  // copy_ready then takes just those
       const auto before = total;
@@ -270,6 +280,10 @@ awaitable<SpliceResult> splice(Stream& a, Stream& b, Pace pace, SpliceMode mode,
   auto [up, down] = co_await (pump(a, b, pace.a_to_b, mode, moves, nullptr) &&
                               pump(b, a, pace.b_to_a, mode, moves, to_a));
   co_return SpliceResult{up, down, moves.piped, moves.with_frames};
+}
+
+std::size_t pipes_lent() {
+  return pipe_pool.lent();
 }
 
 std::string describe(const SpliceResult& r, steady_clock::duration lasted) {

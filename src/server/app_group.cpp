@@ -21,17 +21,31 @@ std::string describe(const std::vector<PortRange>& ranges) {
   return out;
 }
 
-// The app's own limits from its registration; an error names what is wrong.
-std::optional<std::string> app_policy(const msg::AppRequest& app, AppServer::Policy& out) {
+// Who may connect to the app, from its registration; an error names what is wrong.
+std::optional<std::string> app_cidrs(const msg::AppRequest& app, AppServer::Policy& out) {
   for (auto& text : app.allow_cidrs) {
     auto cidr = parse_cidr(text);
     if (!cidr)
       return fmt::format("allow_cidrs: \"{}\" is not an address or network like \"192.0.2.0/24\"",
-                         text);
+                         log_safe(text));
     out.allow_cidrs.push_back(*cidr);
   }
-  out.quota = std::make_shared<Quota>(app.max_conns, app.bandwidth);
   return std::nullopt;
+}
+
+// The `n`th port of the ranges, counted through them in order.
+std::uint16_t nth_port(const std::vector<PortRange>& ranges, std::uint32_t n) {
+  for (auto& r : ranges) {
+    const std::uint32_t size = r.last - r.first + 1u;
+    if (n < size) return static_cast<std::uint16_t>(r.first + n);
+    n -= size;
+  }
+  return 0;
+}
+
+std::mt19937& random_engine() {
+  thread_local std::mt19937 engine{std::random_device{}()};
+  return engine;
 }
 
 }  // namespace
@@ -47,8 +61,7 @@ AppGroup::AppGroup(CommonServer& server, std::string name, std::string session,
       context_("group=" + name_),
       limits_(std::move(limits)),
       quota_(std::move(quota)),
-      control_(std::move(control)),
-      activity_(control_.executor()) {}
+      control_(std::move(control)) {}
 
 AppGroup::~AppGroup() = default;
 
@@ -60,7 +73,9 @@ awaitable<void> AppGroup::run() {
   if (!r || *r) {
     close(r ? "expected the app list: " + r->message() : "no app list within 5 s");
   } else {
-    control_.send(register_apps(req));
+    auto registered = co_await register_apps(req);
+    if (closed_) co_return;  // ended while it registered: close() closed what was bound
+    control_.send(registered);
     for (auto& app : apps_)
       asio::co_spawn(control_.executor(), app->run(self),
                      LogFailure{app->context() + ": accept loop"});
@@ -77,7 +92,7 @@ awaitable<void> AppGroup::run() {
 awaitable<void> AppGroup::read_loop() {
   for (Message m;;) {
     auto ec = co_await control_.read(m);
-    activity_.cancel();
+    for (auto* p : probes_) p->cancel();  // each probe sees the message
     if (ec) {
       if (end_reason_.empty())  // close() may have named the reason already
         end_reason_ = ec == asio::error::eof ? "the client closed the control connection"
@@ -89,7 +104,7 @@ awaitable<void> AppGroup::read_loop() {
     } else if (std::holds_alternative<msg::Pong>(m)) {
       // an answer to probe(); its arrival is what counts
     } else if (auto* e = std::get_if<msg::Error>(&m)) {
-      end_reason_ = "the client reported: " + e->message;
+      end_reason_ = "the client reported: " + log_safe(e->message);
       co_return;
     } else {
       end_reason_ = "unexpected message on the control connection";
@@ -117,10 +132,14 @@ awaitable<bool> AppGroup::probe(steady_clock::duration limit) {
   const auto before = control_.messages_received();
   const auto deadline = steady_clock::now() + limit;
   control_.send(msg::Ping{});
+  // A timer of its own: probes never cancel each other's waits.
+  asio::steady_timer wake(control_.executor());
+  probes_.push_back(&wake);
   while (!closed_ && control_.messages_received() == before && steady_clock::now() < deadline) {
-    activity_.expires_at(deadline);
-    co_await activity_.async_wait(nothrow);
+    wake.expires_at(deadline);
+    co_await wake.async_wait(nothrow);
   }
+  probes_.remove(&wake);
   co_return !closed_ && control_.messages_received() != before;
 }
 
@@ -129,7 +148,7 @@ void AppGroup::close(const std::string& why) {
   closed_ = true;
   if (end_reason_.empty()) end_reason_ = why;
   control_.close();
-  activity_.cancel();
+  for (auto* p : probes_) p->cancel();
   for (auto& app : apps_) app->close();
   for (auto& c : idle_) c.stream.close();
   idle_.clear();
@@ -162,28 +181,35 @@ awaitable<std::optional<AppGroup::DataConnection>> AppGroup::take_data_connectio
   }
   Waiter w{asio::steady_timer(control_.executor(), limit), std::nullopt};
   waiters_.push_back(&w);
-  control_.send(msg::NeedData{1});
+  control_.need_data(1);
   co_await w.wake.async_wait(nothrow);
   waiters_.remove(&w);
   co_return std::move(w.data);
 }
 
-msg::Registered AppGroup::register_apps(const msg::Register& req) {
+awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
   const GroupConfig* policy = nullptr;
   if (auto& groups = server_.config().groups) {
     auto it = groups->find(name_);
     if (it != groups->end()) policy = &it->second;
   }
   msg::Registered out;
-  for (auto& app : req.apps) {
+  for (std::size_t i = 0; i < req.apps.size(); ++i) {
+    // Binding is a few syscalls per port tried: other groups get the loop
+    // between every few apps, so a long app list stalls nobody.
+    if (i > 0 && i % kAppsPerTurn == 0) {
+      co_await asio::post(control_.executor(), asio::use_awaitable);
+      if (closed_) co_return out;
+    }
+    const auto& app = req.apps[i];
     auto result = register_app(app, policy, apps_.size());
     if (result.error.empty())
       spdlog::info("{} app={} port={}: listening", context_, app.name, result.remote_port);
     else
-      spdlog::warn("{} app={}: not registered: {}", context_, app.name, result.error);
+      spdlog::warn("{} app={}: not registered: {}", context_, log_safe(app.name), result.error);
     out.apps.push_back(std::move(result));
   }
-  return out;
+  co_return out;
 }
 
 msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupConfig* policy,
@@ -203,7 +229,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
     return r;
   }
   AppServer::Policy app_limits;
-  if (auto bad = app_policy(app, app_limits)) {
+  if (auto bad = app_cidrs(app, app_limits)) {
     r.error = *bad;
     return r;
   }
@@ -223,7 +249,10 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
   auto ex = control_.executor();
   error_code ec;
-  auto try_bind = [&](std::uint16_t port) { return open_listener(ex, {addr, port}, ec); };
+  auto try_bind = [&](std::uint16_t port) {
+    server_.count_bind_attempt();
+    return open_listener(ex, {addr, port}, ec);
+  };
 
   tcp::acceptor acceptor(ex);
   if (app.remote_port != 0) {
@@ -237,23 +266,31 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   } else if (allowed.empty()) {
     acceptor = try_bind(0);  // the kernel picks from its ephemeral range (>= 1024)
   } else {
-    // Start at a random place so groups asking for "any port" do not all collide.
-    std::vector<std::uint16_t> ports;
-    for (auto& range : allowed)
-      for (std::uint32_t p = range.first; p <= range.last; ++p)
-        if (permitted(static_cast<std::uint16_t>(p)))
-          ports.push_back(static_cast<std::uint16_t>(p));
+    // At most kPortProbes ports in a row from a random place in the allowed
+    // ranges (so groups asking for "any port" do not all collide): a nearly full
+    // range costs a bounded number of binds, never one per port of the range.
+    std::uint32_t count = 0;
+    for (auto& range : allowed) count += range.last - range.first + 1u;
     ec = asio::error::address_in_use;
-    if (!ports.empty()) {
-      std::size_t start = std::random_device{}() % ports.size();
-      for (std::size_t i = 0; i < ports.size() && ec; ++i)
-        acceptor = try_bind(ports[(start + i) % ports.size()]);
+    std::uint32_t tried = 0;
+    for (std::uint32_t i = 0, start = std::uniform_int_distribution<std::uint32_t>(
+                                  0, count - 1)(random_engine());
+         i < count && tried < kPortProbes && ec; ++i) {
+      const auto port = nth_port(allowed, (start + i) % count);
+      if (!permitted(port)) continue;
+      ++tried;
+      acceptor = try_bind(port);
     }
   }
   if (ec) {
-    r.error = fmt::format("no free port in {}: {}", where, ec.message());
+    r.error =
+        ec == asio::error::address_in_use
+            ? fmt::format("no free port in {} ({} tried from a random place)", where, kPortProbes)
+            : fmt::format("no free port in {}: {}", where, ec.message());
     return r;
   }
+  app_limits.quota = server_.app_quota(name_, app.name, app.max_conns, app.bandwidth);
+  app_limits.max_waiting_users = cfg.max_waiting_users;
   auto server =
       std::make_unique<AppServer>(app.name, std::move(acceptor), context_, std::move(app_limits));
   r.remote_port = server->port();

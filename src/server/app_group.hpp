@@ -24,6 +24,11 @@ class CommonServer;
 // waiting user keep it alive until they are done with its pool.
 class AppGroup : public std::enable_shared_from_this<AppGroup> {
  public:
+  // A registration binds at most this many ports per app asking for "any port"
+  // (remote_port 0), and gives the loop to others between every kAppsPerTurn apps.
+  static constexpr std::uint32_t kPortProbes = 32;
+  static constexpr std::size_t kAppsPerTurn = 16;
+
   // `quota` is the group's max_conns and bandwidth, shared with its earlier
   // sessions' streams (they count against the same limits).
   AppGroup(CommonServer& server, std::string name, std::string session, std::string data_key,
@@ -72,7 +77,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
     std::optional<DataConnection> data;
   };
 
-  msg::Registered register_apps(const msg::Register& req);
+  awaitable<msg::Registered> register_apps(const msg::Register& req);
   msg::AppResult register_app(const msg::AppRequest& app, const GroupConfig* policy,
                               std::size_t registered);
   awaitable<void> read_loop();
@@ -83,7 +88,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   GroupLimits limits_;
   std::shared_ptr<Quota> quota_;
   ControlChannel control_;
-  asio::steady_timer activity_;  // cancelled on every message, for probe()
+  std::list<asio::steady_timer*> probes_;  // probe() waits, woken by every message
   std::vector<std::unique_ptr<AppServer>> apps_;
   std::deque<DataConnection> idle_;
   ReplayWindow data_seqs_;

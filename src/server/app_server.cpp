@@ -65,37 +65,56 @@ awaitable<std::optional<error_code>> await_answer(Stream& user, Stream& data,
   co_return r;
 }
 
+// Counts a user waiting for a data connection while it lives.
+struct Waiting {
+  AppServer::Users& users;
+  explicit Waiting(AppServer::Users& u) : users(u) { ++users.waiting; }
+  ~Waiting() { --users.waiting; }
+  Waiting(const Waiting&) = delete;
+  Waiting& operator=(const Waiting&) = delete;
+};
+
 // One user, from accept to the end of its stream.
 awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
-                           std::shared_ptr<const AppServer::Policy> policy, tcp::socket socket,
+                           std::shared_ptr<const AppServer::Policy> policy,
+                           std::shared_ptr<AppServer::Users> users, tcp::socket socket,
                            tcp::endpoint user_ep) {
   Stream user(std::move(socket));
   auto& server = group->server();
   const auto conn = server.next_conn_id();
   const auto context = fmt::format("{} app={} conn={}", group->context(), app, conn);
   const auto user_peer = to_string(user_ep);
-  spdlog::info("{}: user {} connected", context, user_peer);
+  auto closing = [&](const std::string& why) {
+    users->note(spdlog::level::warn,
+                fmt::format("{}: closing user {}: {}", context, user_peer, why));
+  };
+  users->note(spdlog::level::info, fmt::format("{}: user {} connected", context, user_peer));
 
   // Limits first: a user who may not be served costs nothing more.
   if (!policy->allow_cidrs.empty() &&
       std::none_of(policy->allow_cidrs.begin(), policy->allow_cidrs.end(),
                    [&](const Cidr& c) { return c.contains(user_ep.address()); })) {
-    spdlog::warn("{}: closing user {}: not in the app's allow_cidrs ({})", context, user_peer,
-                 cidrs(policy->allow_cidrs));
+    closing(fmt::format("not in the app's allow_cidrs ({})", cidrs(policy->allow_cidrs)));
     co_return;
   }
   auto group_ticket = Quota::enter(group->quota());
   if (!group_ticket) {
-    spdlog::warn("{}: closing user {}: the group's max_conns ({}) is reached", context, user_peer,
-                 *group->quota()->max_conns());
+    closing(fmt::format("the group's max_conns ({}) is reached", *group->quota()->max_conns()));
     co_return;
   }
   auto app_ticket = Quota::enter(policy->quota);
   if (!app_ticket) {
-    spdlog::warn("{}: closing user {}: the app's max_conns ({}) is reached", context, user_peer,
-                 *policy->quota->max_conns());
+    closing(fmt::format("the app's max_conns ({}) is reached", *policy->quota->max_conns()));
     co_return;
   }
+  if (users->waiting >= policy->max_waiting_users) {
+    closing(
+        fmt::format("{} users of the app are waiting for a data connection "
+                    "(max_waiting_users)",
+                    users->waiting));
+    co_return;
+  }
+  std::optional<Waiting> waiting(std::in_place, *users);
   // The buckets live in the quotas, which the tickets and `policy` keep alive.
   Pace pace;
   for (auto* q : {group->quota().get(), policy->quota.get()}) {
@@ -105,7 +124,6 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
 
   // The start frame, then the user's first bytes if already here: the client
   // forwards them as soon as it reaches the local app instead of waiting for us.
-  // Kept until the client answers, for a retry on another connection.
   const Message start = msg::Start{app, conn};
   std::string opening = frame_bytes(encode(start));
   const auto frame_size = opening.size();
@@ -120,22 +138,38 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   // the splice wait.
   for (auto* b : pace.a_to_b) b->take(opening.size() - frame_size, steady_clock::now());
 
+  // A user's bytes reach the app at most once: another data connection is tried
+  // only while none of them can have reached the client (the pooled connection
+  // turned out dead before our write, or took none of it).
   std::optional<Stream> data;
   std::string first_write;  // the connection's data_ok, then `opening`: one write
-  for (int attempt = 0; attempt <= kStaleRetries && !data; ++attempt) {
+  // A connection that shows its end before our write costs no attempt: it takes
+  // no time, and the pool holds few.
+  for (int attempt = 0; attempt <= kStaleRetries && !data;) {
     auto pooled = co_await group->take_data_connection(kDataWait);
     if (!pooled) {
-      spdlog::warn("{}: closing user {}: {}", context, user_peer,
-                   group->closed() ? "the client's session has ended"
-                                   : "no data connection from the client within 10 s");
+      closing(group->closed() ? "the client's session has ended"
+                              : "no data connection from the client within 10 s");
       co_return;
     }
     data.emplace(std::move(pooled->stream));
+    if (!data->quiet()) {  // closed (or spoke) while idle in the pool
+      data.reset();
+      continue;
+    }
     SocketSet::Entry starting(group->starting(), data->socket());
     first_write.assign(pooled->data_ok).append(opening);
-    if (co_await data->write_all(asio::buffer(first_write))) {
-      data.reset();  // went stale while idle in the pool: try the next one
-      continue;
+    std::size_t written = 0;
+    if (co_await data->write_all(asio::buffer(first_write), written)) {
+      if (written == 0) {  // went stale while idle in the pool: try the next one
+        data.reset();
+        ++attempt;
+        continue;
+      }
+      closing(
+          "the data connection failed while `start` was sent; not retried, as the "
+          "client may have passed the user's bytes on");
+      co_return;
     }
     std::string peer_error;
     bool answered = false;
@@ -145,25 +179,27 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
                        send_ahead(user, *data, opening, frame_size, ahead, answered));
     if (r && !*r) break;
     if (group->closed()) {
-      spdlog::warn("{}: closing user {}: the client's session has ended", context, user_peer);
+      closing("the client's session has ended");
       co_return;
     }
     if (!peer_error.empty()) {
-      spdlog::warn("{}: closing user {}: the client cannot reach the local app: {}", context,
-                   user_peer, peer_error);
+      closing("the client cannot reach the local app: " + log_safe(peer_error));
       co_return;
     }
     if (!r) {
-      spdlog::warn("{}: closing user {}: the client did not reach the local app within 10 s",
-                   context, user_peer);
+      closing("the client did not reach the local app within 10 s");
       co_return;
     }
-    data.reset();
-  }
-  if (!data) {
-    spdlog::warn("{}: closing user {}: no working data connection", context, user_peer);
+    closing(
+        "the data connection ended before the client answered; not retried, as the client "
+        "may have passed the user's bytes on");
     co_return;
   }
+  if (!data) {
+    closing("no working data connection");
+    co_return;
+  }
+  waiting.reset();
   // The user's bytes that went with `start` or ahead of the answer: copied with
   // a frame, and part of the stream's count.
   const std::uint64_t sent_before = opening.size() - frame_size;
@@ -188,13 +224,23 @@ AppServer::AppServer(std::string name, tcp::acceptor acceptor, const std::string
       acceptor_(std::move(acceptor)),
       port_(acceptor_.local_endpoint().port()),
       context_(fmt::format("{} app={} port={}", group_context, name_, port_)),
-      policy_(std::make_shared<const Policy>(std::move(policy))) {}
+      policy_(std::make_shared<const Policy>(std::move(policy))),
+      users_(std::make_shared<Users>()) {}
+
+void AppServer::Users::note(spdlog::level::level_enum level, const std::string& line) {
+  std::uint64_t suppressed = 0;
+  if (log.allow(suppressed))
+    spdlog::log(
+        level, "{}{}", line,
+        suppressed ? fmt::format(" ({} more lines about users not logged)", suppressed) : "");
+}
 
 awaitable<void> AppServer::run(std::shared_ptr<AppGroup> group) {
   auto ex = acceptor_.get_executor();
   while (auto user = co_await accept_next(acceptor_, context_)) {
     if (group->closed()) break;
-    asio::co_spawn(ex, serve_user(group, name_, policy_, std::move(user->socket), user->peer),
+    asio::co_spawn(ex,
+                   serve_user(group, name_, policy_, users_, std::move(user->socket), user->peer),
                    LogFailure{context_ + ": user session"});
   }
 }

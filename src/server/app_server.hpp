@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ntp/limits.hpp"
+#include "ntp/logging.hpp"
 
 namespace ntp {
 
@@ -23,6 +24,14 @@ class AppServer {
   struct Policy {
     std::vector<Cidr> allow_cidrs;  // empty: anyone
     std::shared_ptr<Quota> quota;   // max_conns and bandwidth of this app
+    std::uint32_t max_waiting_users = 256;
+  };
+  // What the app's users share while it runs: they may outlive it.
+  struct Users {
+    std::uint32_t waiting = 0;  // for a data connection
+    // Lines about users, per app: a flood of connects cannot flood the log.
+    RateLimit log{200, std::chrono::seconds(10)};
+    void note(spdlog::level::level_enum level, const std::string& line);
   };
 
   AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
@@ -42,6 +51,7 @@ class AppServer {
   std::uint16_t port_;
   std::string context_;
   std::shared_ptr<const Policy> policy_;  // shared with its users, who may outlive it
+  std::shared_ptr<Users> users_;
 };
 
 }  // namespace ntp

@@ -447,6 +447,32 @@ awaitable<void> trickle(tcp::socket& from, tcp::socket& to, const bool& slow) {
 // A TLS record that arrives in pieces: the splice must wait for the rest on the
 // socket, not spin on the partial record OpenSSL holds (a spin never yields, so
 // here, in one thread, nothing would move again: the alarm ends the test).
+// A splice destroyed while a pump waits to write its pipe's bytes on (its
+// io_context goes away, as at a daemon's exit) still gives the pipe back.
+TEST(SpliceZeroCopy, APipeIsNeverLeaked) {
+  const auto before = pipes_lent();
+  {
+    asio::io_context io;
+    auto left = stream_pair(io, false);
+    auto right = stream_pair(io, false);
+    // The app (right.server) never reads, so the user's bytes back up.
+    asio::co_spawn(io, splice(left.server, right.client, {}, SpliceMode::zero_copy, Lead{}),
+                   asio::detached);
+    const std::string big(16 << 20, 'x');
+    asio::co_spawn(
+        io, [&]() -> awaitable<void> { co_await left.client.write_all(asio::buffer(big)); },
+        asio::detached);
+    ASSERT_TRUE(wait_until(io, [&] { return pipes_lent() > before; })) << "no pipe was taken";
+    // Blocked for good: every buffer on the way to the app is full.
+    ASSERT_TRUE(wait_until(io, [&] {
+      const auto lent = pipes_lent();
+      run_for(io, 20ms);
+      return lent == pipes_lent() && right.server.socket().available() > 0;
+    }));
+  }
+  EXPECT_EQ(pipes_lent(), before) << "a pipe (two descriptors) leaked";
+}
+
 TEST(SpliceTls, ARecordArrivingInPiecesIsWaitedFor) {
   std::signal(SIGALRM, [](int) {
     static constexpr char kWhy[] = "the splice spun on a partial TLS record (20 s alarm)\n";
