@@ -194,6 +194,7 @@ awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
     if (it != groups->end()) policy = &it->second;
   }
   msg::Registered out;
+  std::size_t binding = 0;  // apps of this frame that tried to bind a port
   for (std::size_t i = 0; i < req.apps.size(); ++i) {
     // Binding is a few syscalls per port tried: other groups get the loop
     // between every few apps, so a long app list stalls nobody.
@@ -202,7 +203,7 @@ awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
       if (closed_) co_return out;
     }
     const auto& app = req.apps[i];
-    auto result = register_app(app, policy, apps_.size());
+    auto result = register_app(app, policy, binding);
     if (result.error.empty())
       spdlog::info("{} app={} port={}: listening", context_, app.name, result.remote_port);
     else
@@ -213,7 +214,7 @@ awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
 }
 
 msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupConfig* policy,
-                                      std::size_t registered) {
+                                      std::size_t& binding) {
   msg::AppResult r{app.name, 0, {}};
   if (!valid_name(app.name)) {
     r.error = "invalid app name";
@@ -224,7 +225,9 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
       r.error = fmt::format("duplicate app name \"{}\"", app.name);
       return r;
     }
-  if (limits_.max_apps && registered >= *limits_.max_apps) {
+  // Apps that tried to bind count, not only those that got a port: a frame asking
+  // for thousands costs the binds of max_apps of them at most.
+  if (limits_.max_apps && std::max(apps_.size(), binding) >= *limits_.max_apps) {
     r.error = fmt::format("the group may register at most {} apps (max_apps)", *limits_.max_apps);
     return r;
   }
@@ -246,6 +249,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
     return r;
   }
 
+  ++binding;
   const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
   auto ex = control_.executor();
   error_code ec;

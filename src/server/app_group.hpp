@@ -27,7 +27,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   // A registration binds at most this many ports per app asking for "any port"
   // (remote_port 0), and gives the loop to others between every kAppsPerTurn apps.
   static constexpr std::uint32_t kPortProbes = 32;
-  static constexpr std::size_t kAppsPerTurn = 16;
+  static constexpr std::size_t kAppsPerTurn = 4;
 
   // `quota` is the group's max_conns and bandwidth, shared with its earlier
   // sessions' streams (they count against the same limits).
@@ -78,8 +78,10 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   };
 
   awaitable<msg::Registered> register_apps(const msg::Register& req);
+  // `binding`: the apps of this register frame that tried to bind so far; this
+  // one adds itself when it gets that far.
   msg::AppResult register_app(const msg::AppRequest& app, const GroupConfig* policy,
-                              std::size_t registered);
+                              std::size_t& binding);
   awaitable<void> read_loop();
   awaitable<void> watchdog();
 

@@ -97,5 +97,22 @@ TEST(Quota, MaxConnsAndTickets) {
   EXPECT_EQ(unlimited->conns(), 0u);
 }
 
+// New limits (a reconnecting client's app asks again) apply to new users; the
+// users inside still count, and a bucket a stream holds stays alive.
+TEST(Quota, NewLimitsKeepTheUsersInside) {
+  auto q = std::make_shared<Quota>(2, 1024 * 1024);
+  auto a = Quota::enter(q), b = Quota::enter(q);
+  TokenBucket* held = q->up();
+  q->set_limits(1, 2 * 1024 * 1024);
+  EXPECT_EQ(q->conns(), 2u);
+  EXPECT_FALSE(Quota::enter(q)) << "2 inside, 1 allowed now";
+  EXPECT_EQ(q->up(), held) << "the bucket a stream took was replaced";
+  EXPECT_EQ(held->rate(), 2u * 1024 * 1024);
+  q->set_limits(std::nullopt, std::nullopt);
+  EXPECT_EQ(q->up(), nullptr) << "new users are not paced";
+  EXPECT_TRUE(Quota::enter(q));
+  EXPECT_EQ(held->rate(), 2u * 1024 * 1024) << "a held bucket lives on";
+}
+
 }  // namespace
 }  // namespace ntp

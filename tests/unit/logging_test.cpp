@@ -30,6 +30,22 @@ TEST(Logging, SetupSetsTheLevel) {
   EXPECT_EQ(spdlog::default_logger()->level(), spdlog::level::off);
 }
 
+TEST(LogSafe, PeerTextCannotForgeALineOrDriveATerminal) {
+  EXPECT_EQ(log_safe("connect 127.0.0.1:22: Connection refused"),
+            "connect 127.0.0.1:22: Connection refused");
+  EXPECT_EQ(log_safe("ok\ninfo  group=home: logged in"), "ok\\x0ainfo  group=home: logged in");
+  EXPECT_EQ(log_safe("\x1b[31mred\r\t"), "\\x1b[31mred\\x0d\\x09");
+  EXPECT_EQ(log_safe("back\\slash"), "back\\x5cslash") << "so an escape cannot be faked";
+  EXPECT_EQ(log_safe("\xc3\xa9\x7f"), "\\xc3\\xa9\\x7f");
+  EXPECT_EQ(log_safe(std::string_view("nul\0byte", 8)), "nul\\x00byte");
+}
+
+TEST(LogSafe, LongTextIsCut) {
+  const std::string long_text(1000, 'a');
+  EXPECT_EQ(log_safe(long_text), std::string(kLoggedPeerText, 'a') + "... (800 more bytes)");
+  EXPECT_EQ(log_safe(long_text, 10), std::string(10, 'a') + "... (990 more bytes)");
+}
+
 // The clock is the test's: each step is exactly where the test puts it.
 const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
 
