@@ -113,7 +113,7 @@ struct ClientConfig {
   std::string token;  // resolved: NTP_TOKEN, else token_file, else token
   // Where it came from, for the start-up check that no other user can read it.
   std::string token_file;     // set when the token came from token_file
-  bool token_inline = false;  // it came from apps.json's own "token"
+  bool token_inline = false;  // apps.json holds a "token" (in use or not)
   int heartbeat_interval_s = 10;
   std::vector<LocalApp> apps;
   std::optional<ClientTls> tls = ClientTls{};  // nullopt: "tls": false

@@ -41,6 +41,12 @@ void override_log_level(const std::string& flag, LogLevel& level,
 // or cannot be read at all (the parser says so then).
 std::optional<std::string> exposure_warning(const std::filesystem::path& file);
 
+// Holds SIGINT and SIGTERM back from the start of main() until
+// run_until_signalled() is ready for them: one sent during start-up (a service
+// manager stopping a unit it just started) then stops the daemon cleanly
+// instead of killing it by the signal.
+void hold_stop_signals();
+
 // Runs `io` on this thread until a signal has stopped the daemon: `stop` closes
 // listeners and sessions, live streams get kShutdownGrace to finish, the rest are
 // closed. Returns kExitOk.

@@ -38,6 +38,7 @@ ClientConfig build_config(const Flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hold_stop_signals();
   CLI::App app{"ntp-client: the LAN side of the ntp reverse tunnel", "ntp-client"};
   Flags f;
   app.add_option("-c,--config", f.config_file, "apps.json")->required();
@@ -62,18 +63,18 @@ int main(int argc, char** argv) {
     std::cerr << f.config_file << ": tls: " << e.what() << "\n";
     return kExitConfig;
   }
-  if (f.check) {
-    std::cout << "ntp-client: configuration OK (" << f.config_file << ")\n";
-    return kExitOk;
-  }
   setup_logging(cfg.log_level);
-  // Secrets other local users could read: said at start-up, not fatal.
+  // Secrets other local users could read: said at start-up and by --check, not fatal.
   std::vector<std::filesystem::path> secrets;
   if (cfg.token_inline) secrets.push_back(f.config_file);
   if (!cfg.token_file.empty()) secrets.push_back(cfg.token_file);
   if (cfg.tls && !cfg.tls->key.empty()) secrets.push_back(cfg.tls->key);
   for (auto& file : secrets)
     if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
+  if (f.check) {
+    std::cout << "ntp-client: configuration OK (" << f.config_file << ")\n";
+    return kExitOk;
+  }
   raise_open_files_limit();
   spdlog::info("ntp-client {} starting: group {}, {} app(s), server {}", NTP_VERSION, cfg.group,
                cfg.apps.size(), cfg.server->str());

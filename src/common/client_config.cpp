@@ -77,6 +77,7 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
   }
   if (doc.contains("token"))
     if (auto t = c.nonempty_string(doc["token"], "token")) inline_tok = *t;
+  cfg.token_inline = doc.contains("token");  // a secret in the file, used or not
   // Only the token in use must be long enough; where it came from is named.
   auto use = [&](const std::string& token, const std::string& where) {
     if (auto short_token = token_problem(token, where))
@@ -94,7 +95,6 @@ ClientConfig parse_client_config(std::string_view text, std::string_view label,
     cfg.token_file = file_path;
   } else if (inline_tok) {
     use(*inline_tok, "token");
-    cfg.token_inline = true;
   } else if (!doc.contains("token") && !doc.contains("token_file")) {
     c.problem("token", "a token (\"token\", \"token_file\" or NTP_TOKEN)", "nothing");
   }

@@ -1,7 +1,9 @@
 #include "ntp/daemon.hpp"
 
+#include <pthread.h>
 #include <algorithm>
 #include <atomic>
+
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -78,9 +80,27 @@ void override_log_level(const std::string& flag, LogLevel& level,
         flag + "\"");
 }
 
+namespace {
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+}  // namespace
+
+void hold_stop_signals() {
+  const auto set = stop_signals();
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished is an error code, not a signal
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  // Ready: a signal held back since start-up is delivered now, to `signals`.
+  const auto set = stop_signals();
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   std::jthread last_resort;
   std::atomic<bool> forced{false};
   asio::co_spawn(

@@ -95,6 +95,7 @@ std::optional<TlsContext> server_tls(const ServerConfig& cfg, bool check) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hold_stop_signals();
   CLI::App app{"ntp-server: the public side of the ntp reverse tunnel", "ntp-server"};
   Flags f;
   app.add_option("--bind", f.bind, "HOST:PORT for clients to connect to (default 0.0.0.0:7000)");

@@ -63,6 +63,14 @@ BACKOFF_CAP_S = 10.0        # the client's longest reconnect delay (Backoff, src
 REJECT_LOG_BURST = 20       # "rejected" lines per window (reject_log_,
 REJECT_LOG_PERIOD_S = 10.0  # src/server/common_server.hpp)
 FRAME_CAP = 65536
+MIN_TOKEN_LENGTH = 16       # the shortest token any daemon accepts (kMinTokenLength,
+                            # include/ntp/config.hpp)
+GENERATED_TOKEN_HEX = 2 * 24  # --gen-token and the stored token: kGeneratedTokenBytes
+                              # (include/ntp/auth.hpp) random bytes, hex
+USER_LOG_BURST = 200        # lines about one app's users per window (AppServer::Users::log,
+USER_LOG_PERIOD_S = 10.0    # RateLimit{200, 10 s}, src/server/app_server.hpp)
+LOGGED_PEER_TEXT = 200      # bytes of peer-chosen text shown in a log line (kLoggedPeerText,
+                            # include/ntp/logging.hpp)
 
 # "Closed at once" is told apart from "closed by the timer a bug would leave it
 # to" by half that timer: the other half is room for a loaded machine.
@@ -110,6 +118,25 @@ LOG_SERVER_DATA_CONN = r"group={group}: data connection from "
 # last resort had to stop the loop (src/common/daemon.cpp).
 LOG_STOPPED = r"(?m)\binfo\s+stopped$"
 LOG_FORCED_EXIT = r"stopped: something was still running"
+
+# A token under MIN_TOKEN_LENGTH: `where` names its source ("NTP_TOKEN", "--token",
+# "FILE: token", "FILE: groups.NAME.token", "FILE: token_file PATH", the stored
+# token's file), never the token (token_problem, src/common/config.cpp).
+LOG_SHORT_TOKEN = (r"(?m){where}: expected at least {min} characters "
+                   r"\(ntp-server --gen-token makes one\), got {length}$")
+# A file holding a secret that other users can read (exposure_warning,
+# src/common/daemon.cpp); `who` is o, g or go.
+LOG_EXPOSED = (r"(?m){file} holds a secret and other users can read it \(mode {mode}\): "
+               r"chmod {who}-rwx {file}$")
+LOG_EXPOSED_ANY = r"holds a secret and other users can read it"
+LOG_TOKEN_ON_CMDLINE = (r"--token: other local users can read a token given on the command "
+                        r"line \(ps, /proc/PID/cmdline\)")
+LOG_CLIENT_STARTING = r"ntp-client \S+ starting: group {group}, "
+# One line about a user of an app (AppServer::Users::note), with the count of
+# those the rate limit dropped before it, if any.
+LOG_SERVER_USER_LINE = (r"(?m)group={group} app={app} conn=(?P<conn>\d+): "
+                        r"(?:user \S+ connected|closing user \S+: .*?)"
+                        r"(?: \((?P<dropped>\d+) more lines about users not logged\))?$")
 
 # Reasons in "not registered: <reason>".
 REASON_TAKEN = r"taken"
@@ -783,16 +810,24 @@ class TunnelTestCase(unittest.TestCase):
         self._names[base] = n
         return base if n == 1 else f"{base}-{n}"
 
-    def write_json(self, name, obj):
-        path = self.tmp / name
-        path.write_text(json.dumps(obj, indent=2))
+    @staticmethod
+    def _protect(path, mode, gid):
+        if gid is not None:
+            os.chown(path, -1, gid)
+        if mode is not None:
+            path.chmod(mode)  # after chown, which may clear set-id bits
         return path
 
-    def write_file(self, name, text, mode=0o600):
+    def write_json(self, name, obj, mode=None, gid=None):
+        """`mode`, `gid`: set on the file (default: as the umask makes it)."""
+        path = self.tmp / name
+        path.write_text(json.dumps(obj, indent=2))
+        return self._protect(path, mode, gid)
+
+    def write_file(self, name, text, mode=0o600, gid=None):
         path = self.tmp / name
         path.write_text(text)
-        path.chmod(mode)
-        return path
+        return self._protect(path, mode, gid)
 
     def token(self, label="tok"):
         t = make_token(label)
@@ -847,13 +882,15 @@ class TunnelTestCase(unittest.TestCase):
         return {k: v for k, v in cfg.items() if v is not None}
 
     # -- daemons --
-    def start_server(self, config=None, args=(), env=None, name="server", wait_ready=True):
-        """Start ntp-server with `config` written to <name>.json (if given)
-        plus `args`; waits for its "listening on" line unless told not to."""
+    def start_server(self, config=None, args=(), env=None, name="server", wait_ready=True,
+                     config_mode=None, config_gid=None):
+        """Start ntp-server with `config` written to <name>.json (if given, with
+        config_mode and config_gid if given) plus `args`; waits for its
+        "listening on" line unless told not to."""
         name = self._unique(name)
         argv = [SERVER_BIN]
         if config is not None:
-            argv += ["-c", self.write_json(f"{name}.json", config)]
+            argv += ["-c", self.write_json(f"{name}.json", config, config_mode, config_gid)]
             if config.get("token"):
                 self.secrets.add(config["token"])
             for g in (config.get("groups") or {}).values():
@@ -877,11 +914,13 @@ class TunnelTestCase(unittest.TestCase):
             d.wait_log(rx(LOG_SERVER_READY, port=d.bind_port))
         return d
 
-    def start_client(self, config, args=(), env=None, name="client"):
+    def start_client(self, config, args=(), env=None, name="client", config_mode=None,
+                     config_gid=None):
         name = self._unique(name)
         if config.get("token"):
             self.secrets.add(config["token"])
-        argv = [CLIENT_BIN, "-c", self.write_json(f"{name}.json", config)] + list(args)
+        argv = [CLIENT_BIN, "-c", self.write_json(f"{name}.json", config, config_mode,
+                                                  config_gid)] + list(args)
         d = Daemon(name, argv, self.env(self.tmp / f"{name}-home", env), self.tmp)
         d.config = config
         d.group = config.get("group")

@@ -4,6 +4,7 @@ handshakes proven, recorded handshakes not replayable."""
 
 import json
 import os
+import re
 import secrets
 import select
 import sys
@@ -14,6 +15,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 SILENT_PEERS = 200
+
+
+# A log line a peer would like to forge, in the daemon's own format (a date in
+# the past, so a line that got through is told from a real one).
+FORGED = "1999-12-31 23:59:59.999 info  group=forged: logged in from 127.0.0.1:4242 over TLSv1.3"
+LOG_LINE_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+
+
+def log_safe(text):
+    """What the server logs for peer-chosen `text` (log_safe, src/common/logging.cpp):
+    its UTF-8 bytes with control characters, backslash and bytes past ASCII as
+    \\xNN, cut at LOGGED_PEER_TEXT bytes with how many more there were."""
+    raw = text.encode()
+    shown = "".join(f"\\x{b:02x}" if b < 0x20 or b >= 0x7f or b == 0x5c else chr(b)
+                    for b in raw[:h.LOGGED_PEER_TEXT])
+    if len(raw) > h.LOGGED_PEER_TEXT:
+        shown += f"... ({len(raw) - h.LOGGED_PEER_TEXT} more bytes)"
+    return shown
 
 
 def first_frame(data):
@@ -242,6 +261,65 @@ class WireTest(h.TunnelTestCase):
         self.assertEqual(apps[0].get("remote_port"), first, registered)
         self.assertRegex(apps[1].get("error", ""), h.REASON_DUPLICATE, registered)
         self.assertTrue(h.is_refused(second))
+
+    # -- peer text in the server's log ---------------------------------------
+
+    def raw_session(self, group="raw"):
+        """A raw client logged in with the real proofs (plain TCP: no channel
+        binding); the server now waits for its app list."""
+        s, nc, ns = self.raw_login(group, self.server.token)
+        self.assertEqual(h.recv_frame(s).get("type"), "welcome")
+        self.server.wait_log(h.rx(h.LOG_SERVER_LOGIN, group=group))
+        return s
+
+    def assert_no_forged_line(self):
+        """Every line of the server's log is one the server started: none is the
+        peer's forgery, none starts without the server's stamp, and no raw
+        escape character got through."""
+        raw = self.server.log_path.read_bytes()
+        self.assertNotIn(b"\x1b", raw, "a raw escape character from the peer was logged")
+        for line in raw.decode(errors="replace").splitlines():
+            self.assertFalse(line.startswith(FORGED[:23]), f"a forged line was logged: {line!r}")
+            self.assertRegex(line, LOG_LINE_START, "a log line the server did not start")
+
+    def test_error_message_from_the_peer_is_logged_escaped(self):
+        s = self.raw_session()
+        h.send_frame(s, {"type": "register", "apps": [{"name": "app", "remote_port": 0}]})
+        self.assertEqual(h.recv_frame(s).get("type"), "registered")
+        message = ("bye\n" + FORGED + "\r\n\x1b[31mred\x1b[0m \\ \x7f caf\u00e9 "
+                   + "x" * 2 * h.LOGGED_PEER_TEXT)
+        self.assertGreater(len(message.encode()), h.LOGGED_PEER_TEXT)  # the cap is tested
+        h.send_frame(s, {"type": "error", "message": message})
+        expected = log_safe(message)
+        self.assertIn("\\x0a1999-12-31", expected)  # the forged line's start is within the cap
+        self.assertTrue(expected.endswith(f"... ({len(message.encode()) - h.LOGGED_PEER_TEXT} "
+                                          "more bytes)"))
+        self.server.wait_log(r"(?m)group=raw: session ended: the client reported: "
+                             + re.escape(expected) + "$")
+        self.assert_no_forged_line()
+
+    def test_invalid_app_name_is_logged_escaped(self):
+        s = self.raw_session()
+        # A name may be 256 bytes (the frame's reader, src/common/message.cpp): the
+        # log's cap is what bounds the long one.
+        long_name = "bad\n" + FORGED + "\x1b[2J\\"
+        long_name += "y" * (256 - len(long_name.encode()))
+        names = [long_name, "tab\there\u00e9"]
+        h.send_frame(s, {"type": "register", "apps": [{"name": n, "remote_port": 0}
+                                                       for n in names]
+                                                      + [{"name": "good", "remote_port": 0}]})
+        registered = h.recv_frame(s)
+        self.assertEqual(registered.get("type"), "registered", registered)
+        apps = registered.get("apps", [])
+        self.assertEqual([a.get("error") for a in apps[:2]], ["invalid app name"] * 2, registered)
+        self.assertIn("remote_port", apps[2], registered)
+        for name in names:
+            self.server.wait_log(r"(?m)group=raw app=" + re.escape(log_safe(name))
+                                 + r": not registered: invalid app name$")
+        self.assertTrue(log_safe(names[0]).endswith("more bytes)"))
+        self.server.wait_log(h.rx(h.LOG_SERVER_APP_LISTENING, group="raw", app="good",
+                                  port=apps[2]["remote_port"]))
+        self.assert_no_forged_line()
 
     def test_raw_login_wrong_proof(self):
         s, nc, ns = self.raw_login("raw", self.token("wrong"))

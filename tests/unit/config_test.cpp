@@ -661,6 +661,10 @@ TEST(ClientToken, RecordsWhereItCameFrom) {
   auto inline_token = parse_client_config(with_apps("[" + kApp + "]"), "apps.json", std::nullopt);
   EXPECT_TRUE(inline_token.token_inline);
   EXPECT_EQ(inline_token.token_file, "");
+  // NTP_TOKEN is used, but the file still holds a secret.
+  EXPECT_TRUE(parse_client_config(with_apps("[" + kApp + "]"), "apps.json",
+                                  std::string("e-0123456789abcdef"))
+                  .token_inline);
 }
 
 TEST(ClientToken, EmptyOrWrongTypeInline) {
