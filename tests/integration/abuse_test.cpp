@@ -362,5 +362,31 @@ TEST_F(AbuseTest, AnAppsMaxConnsSurvivesAReconnect) {
   EXPECT_EQ(server->streams().size(), 1u);
 }
 
+// A session whose run() throws (here: a proxy_bind_addr the config check would
+// have refused, so make_address throws while it registers) still leaves the
+// server's maps and closes: the group can log in again, not "already logged in"
+// for ever.
+TEST_F(AbuseTest, ASessionThatThrowsStillEnds) {
+  server_cfg.proxy_bind_addr = "not an address";
+  start_server();
+  RawPeer first(io);
+  RawSession session;
+  msg::Registered reg;
+  error_code ec;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await first.login(server_port, "home", kToken, session);
+    const std::vector<msg::AppRequest> apps{{"app", 0}};
+    if (!ec) ec = co_await first.register_apps(apps, reg);
+  })) << "the session that threw was left open";
+  EXPECT_EQ(ec, asio::error::eof) << "the session that threw was not closed";
+  EXPECT_TRUE(wait_until(io, [&] { return server->group_count() == 0; }))
+      << "the group stayed listed after its session threw";
+  RawPeer again(io);
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    ec = co_await again.login(server_port, "home", kToken, session);
+  }));
+  EXPECT_FALSE(ec) << ec.message() << " " << again.peer_error;
+}
+
 }  // namespace
 }  // namespace ntp
