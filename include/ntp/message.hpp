@@ -80,6 +80,9 @@ namespace ntp {
 // Idle data connections per session. The client keeps this many ready; the
 // server closes any beyond it, so a burst of dial-backs (need_data) settles back.
 inline constexpr std::size_t kDataPoolSize = 8;
+// The most data connections one need_data asks for (a larger count is not a
+// well-formed message).
+inline constexpr std::uint32_t kMaxNeedData = 1024;
 
 using Message = std::variant<msg::Challenge, msg::Login, msg::Welcome, msg::DataLogin, msg::DataOk,
                              msg::Register, msg::Registered, msg::Ping, msg::Pong, msg::NeedData,

@@ -50,8 +50,10 @@ awaitable<error_code> ControlChannel::write_loop() {
     auto frame = std::move(queue_.front());
     queue_.pop_front();
     if (frame.empty()) {
-      frame = encode(msg::NeedData{need_});
-      need_ = 0;
+      const auto take = std::min(need_, kMaxNeedData);
+      frame = encode(msg::NeedData{take});
+      need_ -= take;
+      if (need_ > 0) queue_.emplace_back();  // the rest in the next frame
     }
     if (auto ec = co_await write_frame(stream_, frame)) co_return ec;
   }

@@ -211,7 +211,7 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     out = msg::Pong{};
   } else if (type == "need_data") {
     msg::NeedData m;
-    if (!r.num("count", m.count, 1024)) return false;
+    if (!r.num("count", m.count, kMaxNeedData)) return false;
     out = m;
   } else if (type == "start") {
     msg::Start m;

@@ -46,6 +46,30 @@ TEST(ControlChannel, NeedDataNotYetWrittenMerges) {
   EXPECT_TRUE(wait_until(io, [&] { return tasks.running() == 0; }));
 }
 
+// A need_data never asks for more than a frame may carry; the rest follows.
+TEST(ControlChannel, AMergedNeedDataStaysWithinTheMessageLimit) {
+  asio::io_context io;
+  auto pair = stream_pair(io, false);
+  ControlChannel channel(std::move(pair.server));
+  channel.need_data(kMaxNeedData);
+  channel.need_data(kMaxNeedData);
+  channel.need_data(5);
+  Tasks tasks;
+  tasks.spawn(io, [&]() -> awaitable<void> { co_await channel.write_loop(); });
+  std::vector<std::uint32_t> counts;
+  ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
+    std::string buf;
+    for (int i = 0; i < 3; ++i) {
+      Message m;
+      if (co_await read_message(pair.client, buf, m)) co_return;  // a bad count fails to decode
+      counts.push_back(std::get<msg::NeedData>(m).count);
+    }
+  }));
+  EXPECT_EQ(counts, (std::vector<std::uint32_t>{kMaxNeedData, kMaxNeedData, 5}));
+  channel.close();
+  EXPECT_TRUE(wait_until(io, [&] { return tasks.running() == 0; }));
+}
+
 // A peer that never reads is closed once kMaxQueued messages wait, but requests
 // for data connections never count towards that.
 TEST(ControlChannel, NeedDataNeverFillsTheQueue) {
