@@ -88,15 +88,30 @@ struct ServerConfig {
   LogLevel log_level = spdlog::level::info;
 };
 
+// The PROXY protocol header the client writes to a local app before the
+// user's first byte (HAProxy's spec): none, the text form or the binary one.
+enum class ProxyProtocol { none, v1, v2 };
+
+// A port range in apps.json registers one app per port; at most this many.
+inline constexpr std::size_t kMaxPortRange = 1000;
+
 struct LocalApp {
-  std::string name;
+  std::string name;  // for a port range, "NAME-PORT" (the remote port)
   HostPort local;
+  std::string unix_path;          // set: the app listens on this Unix socket, not `local`
   std::uint16_t remote_port = 0;  // 0: the server chooses
-  std::string type = "tcp";
+  std::string type = "tcp";       // or "udp"
   // Asked of the server, which applies them within the group's limits.
-  std::optional<std::uint32_t> max_conns;
+  std::optional<std::uint32_t> max_conns;  // tcp
   std::optional<std::uint64_t> bandwidth;  // bytes/s, each direction
   std::vector<std::string> allow_cidrs;    // empty: anyone may connect
+  ProxyProtocol proxy_protocol = ProxyProtocol::none;
+  // udp: a flow (one user address) ends after this long without a datagram;
+  // datagrams of new addresses past max_flows are dropped.
+  std::uint32_t udp_idle_s = 60;
+  std::uint32_t max_flows = 1024;
+
+  std::string where() const;  // "127.0.0.1:22" or "unix:/run/app.sock", for logs
 };
 
 // "tls" in apps.json. Absent (or true): TLS, the server authenticated by the

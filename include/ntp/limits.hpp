@@ -33,6 +33,9 @@ class TokenBucket {
   explicit TokenBucket(std::uint64_t rate);
   // Takes `n` bytes' worth; returns how long the caller must wait before sending.
   steady_clock::duration take(std::size_t n, steady_clock::time_point now);
+  // Whether `n` bytes could be taken now without a wait (a datagram that cannot
+  // is dropped, not delayed).
+  bool has_room(std::size_t n, steady_clock::time_point now);
   std::uint64_t rate() const { return rate_; }
   void set_rate(std::uint64_t rate);  // keeps the balance, within the new burst
 

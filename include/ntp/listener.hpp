@@ -36,4 +36,9 @@ awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve(const std::
 awaitable<error_code> connect_any(tcp::socket& s, const std::vector<tcp::endpoint>& eps,
                                   steady_clock::duration timeout);
 
+// Connects `s` to the Unix stream socket at `path` (a local app on one): the
+// socket then carries its descriptor, and a splice treats it as any other.
+awaitable<error_code> connect_unix(tcp::socket& s, const std::string& path,
+                                   steady_clock::duration timeout);
+
 }  // namespace ntp

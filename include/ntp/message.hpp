@@ -44,8 +44,14 @@ struct AppRequest {
   std::uint16_t remote_port = 0;
   // Optional limits (apps.json), applied by the server within the group's.
   std::optional<std::uint32_t> max_conns;
-  std::optional<std::uint64_t> bandwidth;  // bytes/s
-  std::vector<std::string> allow_cidrs;    // checked again by the server
+  std::optional<std::uint64_t> bandwidth;   // bytes/s
+  std::vector<std::string> allow_cidrs;     // checked again by the server
+  std::string type = "tcp";                 // or "udp"
+  std::optional<std::uint32_t> max_flows;   // udp: flows at once
+  std::optional<std::uint32_t> udp_idle_s;  // udp: a flow ends after this long idle
+  // `start` names the user's address and the remote port's own (the client
+  // writes them to the app as a PROXY protocol header).
+  bool addresses = false;
   bool operator==(const AppRequest&) const = default;
 };
 struct Register {
@@ -67,6 +73,9 @@ struct NeedData {
 struct Start {
   std::string app;
   std::uint64_t conn = 0;
+  // With an app that asked for addresses: "198.51.100.9:40112" and the remote
+  // port's "203.0.113.1:6022" (IPv6 in brackets); empty otherwise.
+  std::string user, remote;
 };
 struct Connected {};
 struct Error {

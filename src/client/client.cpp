@@ -8,6 +8,7 @@
 #include "ntp/auth.hpp"
 #include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
+#include "udp_flow.hpp"
 
 namespace ntp {
 namespace {
@@ -186,8 +187,16 @@ awaitable<bool> Client::login(Stream& sock, Session& out, std::string& why) {
 
 awaitable<bool> Client::register_apps(std::string& why) {
   msg::Register req;
-  for (auto& app : cfg_.apps)
-    req.apps.push_back({app.name, app.remote_port, app.max_conns, app.bandwidth, app.allow_cidrs});
+  for (auto& app : cfg_.apps) {
+    msg::AppRequest r{app.name, app.remote_port, app.max_conns, app.bandwidth, app.allow_cidrs};
+    r.type = app.type;
+    if (app.type == "udp") {
+      r.max_flows = app.max_flows;
+      r.udp_idle_s = app.udp_idle_s;
+    }
+    r.addresses = app.proxy_protocol != ProxyProtocol::none;
+    req.apps.push_back(std::move(r));
+  }
   // Written directly: the control channel's writer starts with the session proper.
   Message m;
   std::optional<error_code> r;
@@ -320,8 +329,11 @@ awaitable<void> Client::data_connection(std::shared_ptr<const Session> s) {
     co_await write_error(sock, "no app named \"" + start->app + "\" on this client");
     co_return;
   }
-  co_await serve_local_app(*app, std::move(sock), start->conn, context_, streams_,
-                           cfg_.zero_copy ? SpliceMode::zero_copy : SpliceMode::buffered);
+  if (app->type == "udp")
+    co_await serve_udp_flow(*app, std::move(sock), *start, context_, streams_);
+  else
+    co_await serve_local_app(*app, std::move(sock), *start, context_, streams_,
+                             cfg_.zero_copy ? SpliceMode::zero_copy : SpliceMode::buffered);
 }
 
 }  // namespace ntp

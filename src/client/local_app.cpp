@@ -4,27 +4,56 @@
 
 #include "ntp/listener.hpp"
 #include "ntp/message.hpp"
+#include "ntp/proxy_protocol.hpp"
 #include "ntp/splice.hpp"
 
 namespace ntp {
 
-awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t conn,
+namespace {
+
+// The PROXY protocol header for the user `start` names.
+std::string header_for(const LocalApp& app, const msg::Start& start) {
+  auto user = parse_address_port(start.user);
+  auto remote = parse_address_port(start.remote);
+  return proxy_header(app.proxy_protocol, Transport::stream,
+                      user ? std::optional(user->first) : std::nullopt, user ? user->second : 0,
+                      remote ? std::optional(remote->first) : std::nullopt,
+                      remote ? remote->second : 0);
+}
+
+}  // namespace
+
+awaitable<void> serve_local_app(const LocalApp& app, Stream data, const msg::Start& start,
                                 const std::string& group_context, LiveStreams& streams,
                                 SpliceMode mode) {
-  const auto context = fmt::format("{} app={} conn={}", group_context, app.name, conn);
+  const auto context = fmt::format("{} app={} conn={}", group_context, app.name, start.conn);
   tcp::socket local_socket(data.socket().get_executor());
-  auto [rec, eps] = co_await resolve(app.local.host, app.local.port);
-  error_code ec = rec;
-  if (!ec) ec = co_await connect_any(local_socket, eps, kLocalConnectTimeout);
+  error_code ec;
+  if (!app.unix_path.empty()) {
+    ec = co_await connect_unix(local_socket, app.unix_path, kLocalConnectTimeout);
+  } else {
+    auto [rec, eps] = co_await resolve(app.local.host, app.local.port);
+    ec = rec;
+    if (!ec) ec = co_await connect_any(local_socket, eps, kLocalConnectTimeout);
+  }
   if (ec) {
-    auto why = fmt::format("connect {}: {}", app.local.str(), ec.message());
+    auto why = fmt::format("connect {}: {}", app.where(), ec.message());
     spdlog::warn("{}: {}", context, why);
     co_await write_error(data, why);
     co_return;
   }
   Stream local(std::move(local_socket));
+  // The app learns the user's real address before any byte of the user's.
+  if (app.proxy_protocol != ProxyProtocol::none) {
+    if (auto wec = co_await local.write_all(asio::buffer(header_for(app, start)))) {
+      auto why = fmt::format("PROXY protocol header to {}: {}", app.where(), wec.message());
+      spdlog::warn("{}: {}", context, why);
+      co_await write_error(data, why);
+      co_return;
+    }
+  }
   LiveStreams::Entry live(streams, data.socket(), local.socket());
-  spdlog::debug("{}: stream open to {}", context, app.local.str());
+  spdlog::debug("{}: stream open to {} for user {}", context, app.where(), log_safe(start.user));
   const auto began = steady_clock::now();
   // `connected` waits a moment for the app's first bytes (a banner, or the answer
   // to the user's first bytes, which the splice delivers meanwhile).

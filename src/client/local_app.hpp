@@ -7,6 +7,7 @@
 
 #include "ntp/config.hpp"
 #include "ntp/live_streams.hpp"
+#include "ntp/message.hpp"
 #include "ntp/splice.hpp"
 #include "ntp/stream.hpp"
 
@@ -23,7 +24,7 @@ inline constexpr auto kConnectedHold = std::chrono::milliseconds(10);
 // "connected" (or the error, so the server can tell the user why), then splices
 // until both ends are done. `connected` goes with the app's first bytes when
 // they come within kConnectedHold.
-awaitable<void> serve_local_app(const LocalApp& app, Stream data, std::uint64_t conn,
+awaitable<void> serve_local_app(const LocalApp& app, Stream data, const msg::Start& start,
                                 const std::string& group_context, LiveStreams& streams,
                                 SpliceMode mode);
 

@@ -96,6 +96,11 @@ TokenBucket::TokenBucket(std::uint64_t rate)
       tokens_(burst_),
       last_(steady_clock::now()) {}
 
+bool TokenBucket::has_room(std::size_t n, steady_clock::time_point now) {
+  take(0, now);  // refills
+  return tokens_ >= static_cast<double>(n);
+}
+
 void TokenBucket::set_rate(std::uint64_t rate) {
   rate_ = rate;
   burst_ = std::max(static_cast<double>(rate) / 10, 64.0 * 1024);

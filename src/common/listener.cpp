@@ -4,9 +4,11 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "ntp/logging.hpp"
 
@@ -168,6 +170,32 @@ awaitable<error_code> connect_any(tcp::socket& s, const std::vector<tcp::endpoin
     if (!(ec = *done)) break;
   }
   co_return ec;
+}
+
+awaitable<error_code> connect_unix(tcp::socket& s, const std::string& path,
+                                   steady_clock::duration timeout) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) co_return asio::error::name_too_long;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return system_error_code(errno);
+  error_code ec;
+  if (s.is_open()) s.close(ec);
+  // The descriptor is handed to the tcp::socket the splice takes: reads,
+  // writes, readiness, shutdown and splice(2) are the same calls on it; nothing
+  // here asks it for a TCP option or an IP endpoint.
+  s.assign(tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    co_return ec;
+  }
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
+    co_return error_code{};
+  if (errno != EINPROGRESS) co_return system_error_code(errno);  // EAGAIN: its backlog is full
+  auto r = co_await with_timeout(finish_connect(s), timeout);
+  if (!r) co_return asio::error::timed_out;
+  co_return *r;
 }
 
 }  // namespace ntp

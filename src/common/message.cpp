@@ -49,6 +49,16 @@ struct Reader {
     }
     return true;
   }
+  bool opt_str(const char* key, std::string& out, std::size_t max) {
+    return j.find(key) == j.end() || str(key, out, max);
+  }
+  bool opt_bool(const char* key, bool& out) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;
+    if (!it->is_boolean()) return fail(key, "true or false");
+    out = it->get<bool>();
+    return true;
+  }
   bool fail(const char* key, const char* what) {
     error = std::string(key) + ": expected " + what;
     return false;
@@ -82,6 +92,10 @@ json to_json(const Message& m) {
         if (a.max_conns) app["max_conns"] = *a.max_conns;
         if (a.bandwidth) app["bandwidth"] = *a.bandwidth;
         if (!a.allow_cidrs.empty()) app["allow_cidrs"] = a.allow_cidrs;
+        if (a.type != "tcp") app["type"] = a.type;
+        if (a.max_flows) app["max_flows"] = *a.max_flows;
+        if (a.udp_idle_s) app["udp_idle_s"] = *a.udp_idle_s;
+        if (a.addresses) app["addresses"] = true;
         apps.push_back(std::move(app));
       }
       return {{"type", "register"}, {"apps", std::move(apps)}};
@@ -102,7 +116,10 @@ json to_json(const Message& m) {
       return {{"type", "need_data"}, {"count", x.count}};
     }
     json operator()(const msg::Start& x) const {
-      return {{"type", "start"}, {"app", x.app}, {"conn", x.conn}};
+      json j = {{"type", "start"}, {"app", x.app}, {"conn", x.conn}};
+      if (!x.user.empty()) j["user"] = x.user;
+      if (!x.remote.empty()) j["remote"] = x.remote;
+      return j;
     }
     json operator()(const msg::Connected&) const { return {{"type", "connected"}}; }
     json operator()(const msg::Error& x) const {
@@ -184,8 +201,15 @@ bool decode(std::string_view body, Message& out, std::string& error) {
       if (!ar.str("name", req.name) || !ar.num("remote_port", req.remote_port, 65535) ||
           !ar.opt_num("max_conns", req.max_conns, 1, 1000000) ||
           !ar.opt_num("bandwidth", req.bandwidth, 1, 1000000000000000ULL) ||
-          !ar.opt_strings("allow_cidrs", req.allow_cidrs, 256))
+          !ar.opt_strings("allow_cidrs", req.allow_cidrs, 256) ||
+          !ar.opt_num("max_flows", req.max_flows, 1, 100000) ||
+          !ar.opt_num("udp_idle_s", req.udp_idle_s, 1, 86400) ||
+          !ar.opt_bool("addresses", req.addresses))
         return false;
+      if (a->contains("type")) {
+        if (!ar.str("type", req.type, 16)) return false;
+        if (req.type != "tcp" && req.type != "udp") return ar.fail("type", "\"tcp\" or \"udp\"");
+      }
       m.apps.push_back(std::move(req));
     }
     out = std::move(m);
@@ -215,7 +239,9 @@ bool decode(std::string_view body, Message& out, std::string& error) {
     out = m;
   } else if (type == "start") {
     msg::Start m;
-    if (!r.str("app", m.app) || !r.num("conn", m.conn, UINT64_MAX)) return false;
+    if (!r.str("app", m.app) || !r.num("conn", m.conn, UINT64_MAX) ||
+        !r.opt_str("user", m.user, 64) || !r.opt_str("remote", m.remote, 64))
+      return false;
     out = std::move(m);
   } else if (type == "connected") {
     out = msg::Connected{};

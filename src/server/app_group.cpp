@@ -8,6 +8,7 @@
 #include "common_server.hpp"
 #include "ntp/daemon.hpp"
 #include "ntp/listener.hpp"
+#include "udp_app_server.hpp"
 
 namespace ntp {
 namespace {
@@ -253,14 +254,21 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
   auto ex = control_.executor();
   error_code ec;
+  // The app's socket: a listener for tcp, a datagram socket for udp (a tcp and a
+  // udp app may hold the same port number).
+  const bool udp = app.type == "udp";
+  tcp::acceptor acceptor(ex);
+  UdpAppServer::udp::socket datagrams(ex);
   auto try_bind = [&](std::uint16_t port) {
     server_.count_bind_attempt();
-    return open_listener(ex, {addr, port}, ec);
+    if (udp)
+      datagrams = UdpAppServer::open(ex, {addr, port}, ec);
+    else
+      acceptor = open_listener(ex, {addr, port}, ec);
   };
 
-  tcp::acceptor acceptor(ex);
   if (app.remote_port != 0) {
-    acceptor = try_bind(app.remote_port);
+    try_bind(app.remote_port);
     if (ec) {
       r.error = ec == asio::error::address_in_use
                     ? fmt::format("port {} is taken", app.remote_port)
@@ -268,7 +276,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
       return r;
     }
   } else if (allowed.empty()) {
-    acceptor = try_bind(0);  // the kernel picks from its ephemeral range (>= 1024)
+    try_bind(0);  // the kernel picks from its ephemeral range (>= 1024)
   } else {
     // At most kPortProbes ports in a row from a random place in the allowed
     // ranges (so groups asking for "any port" do not all collide): a nearly full
@@ -283,7 +291,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
       const auto port = nth_port(allowed, (start + i) % count);
       if (!permitted(port)) continue;
       ++tried;
-      acceptor = try_bind(port);
+      try_bind(port);
     }
   }
   if (ec) {
@@ -295,8 +303,16 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   }
   app_limits.quota = server_.app_quota(name_, app.name, app.max_conns, app.bandwidth);
   app_limits.max_waiting_users = cfg.max_waiting_users;
-  auto server =
-      std::make_unique<AppServer>(app.name, std::move(acceptor), context_, std::move(app_limits));
+  app_limits.addresses = app.addresses;
+  if (app.max_flows) app_limits.max_flows = *app.max_flows;
+  if (app.udp_idle_s) app_limits.udp_idle = std::chrono::seconds(*app.udp_idle_s);
+  std::unique_ptr<AppServer> server;
+  if (udp)
+    server = std::make_unique<UdpAppServer>(app.name, std::move(datagrams), context_,
+                                            std::move(app_limits));
+  else
+    server = std::make_unique<TcpAppServer>(app.name, std::move(acceptor), context_,
+                                            std::move(app_limits));
   r.remote_port = server->port();
   apps_.push_back(std::move(server));
   return r;

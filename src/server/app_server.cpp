@@ -124,7 +124,15 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
 
   // The start frame, then the user's first bytes if already here: the client
   // forwards them as soon as it reaches the local app instead of waiting for us.
-  const Message start = msg::Start{app, conn};
+  // The user's address always (the client's lines name it); the remote port's
+  // own, a syscall, only for an app's PROXY protocol header.
+  msg::Start start_msg{app, conn, user_peer, {}};
+  if (policy->addresses) {
+    error_code lec;
+    const auto here = user.socket().local_endpoint(lec);
+    if (!lec) start_msg.remote = to_string(here);
+  }
+  const Message start = start_msg;
   std::string opening = frame_bytes(encode(start));
   const auto frame_size = opening.size();
   error_code ec;
@@ -218,14 +226,13 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
 
 }  // namespace
 
-AppServer::AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
+AppServer::AppServer(std::string name, std::uint16_t port, const std::string& group_context,
                      Policy policy)
-    : name_(std::move(name)),
-      acceptor_(std::move(acceptor)),
-      port_(acceptor_.local_endpoint().port()),
-      context_(fmt::format("{} app={} port={}", group_context, name_, port_)),
-      policy_(std::make_shared<const Policy>(std::move(policy))),
-      users_(std::make_shared<Users>()) {}
+    : policy_(std::make_shared<const Policy>(std::move(policy))),
+      users_(std::make_shared<Users>()),
+      name_(std::move(name)),
+      port_(port),
+      context_(fmt::format("{} app={} port={}", group_context, name_, port_)) {}
 
 void AppServer::Users::note(spdlog::level::level_enum level, const std::string& line) {
   std::uint64_t suppressed = 0;
@@ -235,17 +242,23 @@ void AppServer::Users::note(spdlog::level::level_enum level, const std::string& 
         suppressed ? fmt::format(" ({} more lines about users not logged)", suppressed) : "");
 }
 
-awaitable<void> AppServer::run(std::shared_ptr<AppGroup> group) {
+TcpAppServer::TcpAppServer(std::string name, tcp::acceptor acceptor,
+                           const std::string& group_context, Policy policy)
+    : AppServer(std::move(name), acceptor.local_endpoint().port(), group_context,
+                std::move(policy)),
+      acceptor_(std::move(acceptor)) {}
+
+awaitable<void> TcpAppServer::run(std::shared_ptr<AppGroup> group) {
   auto ex = acceptor_.get_executor();
-  while (auto user = co_await accept_next(acceptor_, context_)) {
+  while (auto user = co_await accept_next(acceptor_, context())) {
     if (group->closed()) break;
     asio::co_spawn(ex,
-                   serve_user(group, name_, policy_, users_, std::move(user->socket), user->peer),
-                   LogFailure{context_ + ": user session"});
+                   serve_user(group, name(), policy_, users_, std::move(user->socket), user->peer),
+                   LogFailure{context() + ": user session"});
   }
 }
 
-void AppServer::close() {
+void TcpAppServer::close() {
   error_code ignored;  // closing twice is harmless
   acceptor_.close(ignored);
 }

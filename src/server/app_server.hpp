@@ -1,11 +1,12 @@
-// AppServer: one registered app's listener on its remote port. Each user who
-// connects is paired with a data connection of the group and spliced.
+// AppServer: one registered app's listener on its remote port. A tcp app's
+// (TcpAppServer, here) pairs each user who connects with a data connection of
+// the group and splices them; a udp app's (UdpAppServer, udp_app_server.hpp)
+// relays each user address's datagrams as a flow over a data connection.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
-
 #include <vector>
 
 #include "ntp/limits.hpp"
@@ -25,6 +26,9 @@ class AppServer {
     std::vector<Cidr> allow_cidrs;  // empty: anyone
     std::shared_ptr<Quota> quota;   // max_conns and bandwidth of this app
     std::uint32_t max_waiting_users = 256;
+    bool addresses = false;          // `start` names the user's and the remote port's addresses
+    std::uint32_t max_flows = 1024;  // udp
+    std::chrono::seconds udp_idle{std::chrono::seconds(60)};  // udp
   };
   // What the app's users share while it runs: they may outlive it.
   struct Users {
@@ -34,24 +38,40 @@ class AppServer {
     void note(spdlog::level::level_enum level, const std::string& line);
   };
 
-  AppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
-            Policy policy);
+  virtual ~AppServer() = default;
+  AppServer(const AppServer&) = delete;
+  AppServer& operator=(const AppServer&) = delete;
 
   const std::string& name() const { return name_; }
   std::uint16_t port() const { return port_; }
   const std::string& context() const { return context_; }  // "group=home app=ssh port=6022"
 
-  // Accepts until close(); `group` is held only while a user waits for a data connection.
-  awaitable<void> run(std::shared_ptr<AppGroup> group);
-  void close();
+  // Serves users until close(); `group` is held only while a user waits for a
+  // data connection.
+  virtual awaitable<void> run(std::shared_ptr<AppGroup> group) = 0;
+  virtual void close() = 0;
+
+ protected:
+  AppServer(std::string name, std::uint16_t port, const std::string& group_context, Policy policy);
+
+  std::shared_ptr<const Policy> policy_;  // shared with its users, who may outlive it
+  std::shared_ptr<Users> users_;
 
  private:
   std::string name_;
-  tcp::acceptor acceptor_;
   std::uint16_t port_;
   std::string context_;
-  std::shared_ptr<const Policy> policy_;  // shared with its users, who may outlive it
-  std::shared_ptr<Users> users_;
+};
+
+class TcpAppServer final : public AppServer {
+ public:
+  TcpAppServer(std::string name, tcp::acceptor acceptor, const std::string& group_context,
+               Policy policy);
+  awaitable<void> run(std::shared_ptr<AppGroup> group) override;
+  void close() override;
+
+ private:
+  tcp::acceptor acceptor_;
 };
 
 }  // namespace ntp

@@ -43,7 +43,8 @@ std::vector<HandshakeTable::Closed> HandshakeTable::make_room(const std::string&
     auto& oldest = *it->second.entries.front();
     if (now - oldest.since_ >= kStalled) {
       close(oldest);
-      closed.push_back({source, fmt::format("max_handshakes_per_source ({}) reached", per_source_)});
+      closed.push_back(
+          {source, fmt::format("max_handshakes_per_source ({}) reached", per_source_)});
     }
   }
   if (size_ >= max_total_) {

@@ -169,7 +169,7 @@ class CliTest(h.TunnelTestCase):
             with self.subTest(expected):
                 self.assert_config_error(binary, cfg, filename, expected)
         cfg = self.good_client()
-        cfg["apps"][0]["type"] = "udp"
+        cfg["apps"][0]["type"] = "sctp"
         self.assert_config_error(h.CLIENT_BIN, cfg, "apps.json", r"apps\[0\]\.type")
 
     def test_not_json_is_an_error(self):

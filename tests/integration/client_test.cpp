@@ -198,15 +198,15 @@ TEST_F(ClientTest, DataConnectionProtocol) {
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     std::string buf, peer_error;
     msg::Connected ok;
-    const Message start1 = msg::Start{"nope", 1};
+    const Message start1 = msg::Start{"nope", 1, {}, {}};
     co_await write_message(*unknown, start1);
     co_await expect_message(*unknown, buf, ok, &unknown_error);
 
-    const Message start2 = msg::Start{"down", 2};
+    const Message start2 = msg::Start{"down", 2, {}, {}};
     co_await write_message(*unreachable, start2);
     co_await expect_message(*unreachable, buf, ok, &unreachable_error);
 
-    const Message start3 = msg::Start{"echo", 3};
+    const Message start3 = msg::Start{"echo", 3, {}, {}};
     co_await write_message(*good, start3);
     connected = !co_await expect_message(*good, buf, ok, &peer_error);
     const std::string bytes = "raw bytes after connected";
@@ -235,7 +235,7 @@ TEST_F(ClientTest, ConnectedComesForAnAppThatSpeaksLast) {
   ASSERT_TRUE(run(io, [&]() -> awaitable<void> {
     std::string buf, peer_error;
     msg::Connected ok;
-    const Message start = msg::Start{"replier", 1};
+    const Message start = msg::Start{"replier", 1, {}, {}};
     const std::string request = frame_bytes(encode(start)) + "abc";
     co_await asio::async_write(*data, asio::buffer(request), nothrow);
     connected = !co_await expect_message(*data, buf, ok, &peer_error);

@@ -447,10 +447,13 @@ TEST(ClientConfig, UnknownKeysAtEachLevel) {
       Problems{"apps.json: sever: expected one of the keys apps, group, "
                "heartbeat_interval_s, log_level, server, tls, token, token_file, zero_copy, got an "
                "unknown key"});
-  EXPECT_EQ(client_problems(with_apps(
-                R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
-            Problems{"apps.json: apps[0].remote: expected one of the keys allow_cidrs, bandwidth, "
-                     "local, max_conns, name, remote_port, type, got an unknown key"});
+  EXPECT_EQ(
+      client_problems(
+          with_apps(R"([{"name":"ssh","local":"127.0.0.1:22","remote_port":6022,"remote":1}])")),
+      Problems{
+          "apps.json: apps[0].remote: expected one of the keys allow_cidrs, bandwidth, "
+          "local, max_conns, max_flows, name, proxy_protocol, remote_port, type, udp_idle_s, got "
+          "an unknown key"});
 }
 
 TEST(ClientConfig, Server) {
@@ -523,14 +526,16 @@ TEST(ClientConfig, AppMissingKeys) {
 
 TEST(ClientConfig, AppLocal) {
   // The example of DESIGN.md, word for word.
-  EXPECT_EQ(client_problems(
-                with_apps("[" + kApp + R"(,{"name":"web","local":"22","remote_port":6080}])")),
-            Problems{R"(apps.json: apps[1].local: expected "host:port", got "22")"});
+  EXPECT_EQ(
+      client_problems(
+          with_apps("[" + kApp + R"(,{"name":"web","local":"22","remote_port":6080}])")),
+      Problems{
+          R"(apps.json: apps[1].local: expected "host:port", "host:first-last" or "unix:/path", got "22")"});
   EXPECT_EQ(client_problems(with_apps(R"([{"name":"a","local":"127.0.0.1:0","remote_port":1}])")),
             Problems{"apps.json: apps[0].local: expected \"host:port\" with a port from 1 to "
                      "65535, got \"127.0.0.1:0\""});
   EXPECT_EQ(client_problems(with_apps(R"([{"name":"a","local":22,"remote_port":1}])")),
-            Problems{"apps.json: apps[0].local: expected a string, got 22"});
+            Problems{"apps.json: apps[0].local: expected \"host:port\", got 22"});
 }
 
 TEST(ClientConfig, AppRemotePort) {
@@ -542,7 +547,10 @@ TEST(ClientConfig, AppRemotePort) {
   EXPECT_EQ(client_problems(app("70000")), Problems{want + "70000"});
   EXPECT_EQ(client_problems(app("65536")), Problems{want + "65536"});
   EXPECT_EQ(client_problems(app("-1")), Problems{want + "-1"});
-  EXPECT_EQ(client_problems(app("\"6022\"")), Problems{want + "\"6022\""});
+  EXPECT_EQ(client_problems(app("\"6022\"")),
+            Problems{"apps.json: apps[0].remote_port: expected a port from 0 to 65535, or a "
+                     "range \"first-last\" of ports from 1 to 65535 with first <= last, got "
+                     "\"6022\""});
   EXPECT_EQ(client_problems(app("6022.5")), Problems{want + "6022.5"});
   EXPECT_EQ(client_problems(app("65535")), Problems{});
 }
@@ -559,20 +567,148 @@ TEST(ClientConfig, DuplicateRemotePorts) {
   EXPECT_EQ(client_problems(
                 with_apps("[" + kApp + R"(,{"name":"web","local":"127.0.0.1:80","remote_port":6080},
                               {"name":"ssh2","local":"127.0.0.1:23","remote_port":6022}])")),
-            Problems{"apps.json: apps[2].remote_port: expected a port no other app uses (apps[0] "
-                     "has it too), got 6022"});
+            Problems{"apps.json: apps[2].remote_port: expected a port no other tcp app uses "
+                     "(apps[0] has it too), got 6022"});
 }
 
 TEST(ClientConfig, AppType) {
   EXPECT_EQ(client_problems(
-                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"udp"}])")),
-            Problems{R"(apps.json: apps[0].type: expected "tcp", got "udp")"});
+                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"http"}])")),
+            Problems{R"(apps.json: apps[0].type: expected "tcp" or "udp", got "http")"});
   EXPECT_EQ(client_problems(
                 with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":1}])")),
             Problems{"apps.json: apps[0].type: expected a string, got 1"});
+  auto cfg = parse_client_config(
+      with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"tcp"},
+                    {"name":"b","local":"127.0.0.1:53","remote_port":1,"type":"udp"}])"),
+      "apps.json", std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 2u) << "a tcp and a udp app may share a port number";
+  EXPECT_EQ(cfg.apps[0].type, "tcp");
+  EXPECT_EQ(cfg.apps[1].type, "udp");
+  EXPECT_EQ(cfg.apps[1].udp_idle_s, 60u);
+  EXPECT_EQ(cfg.apps[1].max_flows, 1024u);
+}
+
+TEST(ClientConfig, UdpKeys) {
+  auto cfg = parse_client_config(
+      with_apps(R"([{"name":"dns","local":"127.0.0.1:53","remote_port":6053,"type":"udp",
+                     "udp_idle_s":5,"max_flows":10,"proxy_protocol":"v2"}])"),
+      "apps.json", std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 1u);
+  EXPECT_EQ(cfg.apps[0].udp_idle_s, 5u);
+  EXPECT_EQ(cfg.apps[0].max_flows, 10u);
+  EXPECT_EQ(cfg.apps[0].proxy_protocol, ProxyProtocol::v2);
+  const auto udp = [](const std::string& keys) {
+    return with_apps(R"([{"name":"d","local":"127.0.0.1:53","remote_port":1,"type":"udp",)" + keys +
+                     "}]");
+  };
+  EXPECT_EQ(client_problems(udp(R"("max_conns":5)")),
+            Problems{"apps.json: apps[0].max_conns: expected no such key on a udp (it has "
+                     "max_flows) app, got 5"});
+  EXPECT_EQ(client_problems(udp(R"("proxy_protocol":"v1")")),
+            Problems{"apps.json: apps[0].proxy_protocol: expected \"v2\" (a udp app's header "
+                     "goes with each datagram, in binary), got \"v1\""});
+  EXPECT_EQ(client_problems(udp(R"("udp_idle_s":0)")),
+            Problems{"apps.json: apps[0].udp_idle_s: expected an integer from 1 to 86400, got 0"});
+  EXPECT_EQ(client_problems(udp(R"("local":"unix:/run/x")")),
+            Problems{"apps.json: apps[0].local: expected \"host:port\" (a udp app cannot live on "
+                     "a Unix socket), got \"unix:/run/x\""});
   EXPECT_EQ(client_problems(
-                with_apps(R"([{"name":"a","local":"127.0.0.1:1","remote_port":1,"type":"tcp"}])")),
-            Problems{});
+                with_apps(R"([{"name":"t","local":"127.0.0.1:1","remote_port":1,"max_flows":3}])")),
+            Problems{"apps.json: apps[0].max_flows: expected no such key on a tcp app, got 3"});
+}
+
+TEST(ClientConfig, ProxyProtocol) {
+  const auto app = [](const std::string& v) {
+    return with_apps(R"([{"name":"w","local":"127.0.0.1:80","remote_port":1,"proxy_protocol":)" +
+                     v + "}]");
+  };
+  EXPECT_EQ(parse_client_config(app("\"v1\""), "a", std::nullopt).apps[0].proxy_protocol,
+            ProxyProtocol::v1);
+  EXPECT_EQ(parse_client_config(app("\"v2\""), "a", std::nullopt).apps[0].proxy_protocol,
+            ProxyProtocol::v2);
+  EXPECT_EQ(parse_client_config(kApp.empty() ? "" : with_apps("[" + kApp + "]"), "a", std::nullopt)
+                .apps[0]
+                .proxy_protocol,
+            ProxyProtocol::none);
+  EXPECT_EQ(client_problems(app("\"v3\"")),
+            Problems{"apps.json: apps[0].proxy_protocol: expected \"v1\" or \"v2\", got \"v3\""});
+}
+
+TEST(ClientConfig, UnixSocketLocal) {
+  auto cfg = parse_client_config(
+      with_apps(R"([{"name":"app","local":"unix:/run/app.sock","remote_port":6080}])"), "apps.json",
+      std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 1u);
+  EXPECT_EQ(cfg.apps[0].unix_path, "/run/app.sock");
+  EXPECT_EQ(cfg.apps[0].where(), "unix:/run/app.sock");
+  EXPECT_EQ(client_problems(with_apps(R"([{"name":"a","local":"unix:run.sock","remote_port":1}])")),
+            Problems{"apps.json: apps[0].local: expected \"unix:\" and an absolute path, like "
+                     "\"unix:/run/app.sock\", got \"unix:run.sock\""});
+}
+
+// "remote_port": "6000-6009" with "local": "host:7000-7009": one app per port,
+// NAME-6000 to NAME-6009, each reaching its own local port.
+TEST(ClientConfig, PortRanges) {
+  auto cfg = parse_client_config(
+      with_apps(R"([{"name":"game","local":"127.0.0.1:7000-7009","remote_port":"6000-6009",
+                     "type":"udp"},
+                    {"name":"game-tcp","local":"[::1]:8000-8001","remote_port":"6000-6001"}])"),
+      "apps.json", std::nullopt);
+  ASSERT_EQ(cfg.apps.size(), 12u);
+  EXPECT_EQ(cfg.apps[0].name, "game-6000");
+  EXPECT_EQ(cfg.apps[0].remote_port, 6000);
+  EXPECT_EQ(cfg.apps[0].local, (HostPort{"127.0.0.1", 7000}));
+  EXPECT_EQ(cfg.apps[9].name, "game-6009");
+  EXPECT_EQ(cfg.apps[9].local.port, 7009);
+  EXPECT_EQ(cfg.apps[9].type, "udp");
+  EXPECT_EQ(cfg.apps[10].name, "game-tcp-6000") << "a tcp range may reuse udp port numbers";
+  EXPECT_EQ(cfg.apps[11].local, (HostPort{"::1", 8001}));
+}
+
+TEST(ClientConfig, PortRangeErrors) {
+  const auto app = [](const std::string& local, const std::string& remote,
+                      const std::string& name = "g") {
+    return with_apps(R"([{"name":")" + name + R"(","local":")" + local + R"(","remote_port":)" +
+                     remote + "}]");
+  };
+  EXPECT_EQ(client_problems(app("127.0.0.1:7000-7009", "\"6000-6008\"")),
+            Problems{"apps.json: apps[0].local: expected a port range as long as remote_port's "
+                     "(9 ports), not 10, got \"127.0.0.1:7000-7009\""});
+  EXPECT_EQ(client_problems(app("127.0.0.1:7000", "\"6000-6009\"")),
+            Problems{"apps.json: apps[0].local: expected a port range as long as remote_port's "
+                     "(10 ports), like \"127.0.0.1:7000-7009\", got \"127.0.0.1:7000\""});
+  EXPECT_EQ(client_problems(app("127.0.0.1:7000-7009", "6000")),
+            Problems{"apps.json: apps[0].remote_port: expected a port range as long as local's (10 "
+                     "ports), got 6000"});
+  EXPECT_EQ(client_problems(app("127.0.0.1:7000-7009", "\"6009-6000\"")),
+            Problems{"apps.json: apps[0].remote_port: expected a port from 0 to 65535, or a "
+                     "range \"first-last\" of ports from 1 to 65535 with first <= last, got "
+                     "\"6009-6000\""});
+  EXPECT_EQ(client_problems(app("127.0.0.1:7009-7000", "\"6000-6009\"")),
+            Problems{"apps.json: apps[0].local: expected \"host:port\", \"host:first-last\" or "
+                     "\"unix:/path\", got \"127.0.0.1:7009-7000\""});
+  EXPECT_EQ(client_problems(app("127.0.0.1:2000-3000", "\"6000-7000\"")),
+            Problems{"apps.json: apps[0].remote_port: expected a range of at most 1000 ports, got "
+                     "\"6000-7000\""});
+  const std::string long_name(60, 'n');
+  EXPECT_EQ(client_problems(app("127.0.0.1:7000-7001", "\"6000-6001\"", long_name)),
+            Problems{"apps.json: apps[0].name: expected a name that stays within 64 characters "
+                     "with \"-6000\" added, got \"" +
+                     long_name + "\""});
+  // A generated name may collide with an app of its own.
+  EXPECT_EQ(
+      client_problems(with_apps(
+          R"([{"name":"g-6001","local":"127.0.0.1:1","remote_port":1},
+              {"name":"g","local":"127.0.0.1:7000-7001","remote_port":"6000-6001"}])")),
+      Problems{"apps.json: apps[1].name: expected a name unique within the group (apps[0] has "
+               "\"g-6001\" too), got \"g\""});
+  EXPECT_EQ(
+      client_problems(with_apps(
+          R"([{"name":"a","local":"127.0.0.1:1","remote_port":6001},
+              {"name":"g","local":"127.0.0.1:7000-7001","remote_port":"6000-6001"}])")),
+      Problems{"apps.json: apps[1].remote_port: expected a port no other tcp app uses (apps[0] has "
+               "6001 too), got \"6000-6001\""});
 }
 
 TEST(ClientConfig, AppNames) {
@@ -596,17 +732,19 @@ TEST(ClientConfig, AppNames) {
 
 TEST(ClientConfig, SeveralErrorsReportedTogether) {
   auto p = client_problems(
-      R"({"group":"my home","extra":true,"apps":[{"name":"ssh","local":"22","remote_port":70000,"type":"udp"}]})",
+      R"({"group":"my home","extra":true,"apps":[{"name":"ssh","local":"22","remote_port":70000,"type":"http"}]})",
       "");
   EXPECT_EQ(
-      p, (Problems{"apps.json: extra: expected one of the keys apps, group, heartbeat_interval_s, "
-                   "log_level, server, tls, token, token_file, zero_copy, got an unknown key",
-                   "apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . "
-                   "-, got \"my home\"",
-                   "apps.json: NTP_TOKEN: expected a non-empty token, got an empty value",
-                   R"(apps.json: apps[0].local: expected "host:port", got "22")",
-                   "apps.json: apps[0].remote_port: expected an integer from 0 to 65535, got 70000",
-                   R"(apps.json: apps[0].type: expected "tcp", got "udp")"}));
+      p,
+      (Problems{
+          "apps.json: extra: expected one of the keys apps, group, heartbeat_interval_s, "
+          "log_level, server, tls, token, token_file, zero_copy, got an unknown key",
+          "apps.json: group: expected a name of 1 to 64 characters from A-Z a-z 0-9 _ . "
+          "-, got \"my home\"",
+          "apps.json: NTP_TOKEN: expected a non-empty token, got an empty value",
+          R"(apps.json: apps[0].type: expected "tcp" or "udp", got "http")",
+          R"(apps.json: apps[0].local: expected "host:port", "host:first-last" or "unix:/path", got "22")",
+          "apps.json: apps[0].remote_port: expected an integer from 0 to 65535, got 70000"}));
 }
 
 // ---------------------------------------------------------------- the client's token

@@ -84,6 +84,30 @@ TEST(Message, RegisterRoundTrip) {
   EXPECT_TRUE(std::get<msg::Register>(round_trip(empty)).apps.empty());
 }
 
+// A udp app's kind and flow settings, and an app that asks for addresses.
+TEST(Message, RegisterCarriesTypeFlowsAndAddresses) {
+  msg::AppRequest dns{"dns", 6053};
+  dns.type = "udp";
+  dns.max_flows = 10;
+  dns.udp_idle_s = 5;
+  msg::AppRequest web{"web", 6080};
+  web.addresses = true;
+  const Message m = msg::Register{{dns, web}};
+  auto out = std::get<msg::Register>(round_trip(m));
+  EXPECT_EQ(out.apps, std::get<msg::Register>(m).apps);
+  EXPECT_EQ(out.apps[0].type, "udp");
+  EXPECT_EQ(out.apps[1].type, "tcp") << "tcp is the default and goes unsaid";
+  EXPECT_TRUE(out.apps[1].addresses);
+  EXPECT_EQ(encode(Message{msg::Register{{{"ssh", 22}}}}),
+            R"({"apps":[{"name":"ssh","remote_port":22}],"type":"register"})")
+      << "a plain tcp app's entry is as before";
+  Message bad;
+  std::string error;
+  EXPECT_FALSE(decode(R"({"type":"register","apps":[{"name":"a","remote_port":1,"type":"sctp"}]})",
+                      bad, error));
+  EXPECT_EQ(error, R"(type: expected "tcp" or "udp")");
+}
+
 TEST(Message, RegisterLimitsAreValidated) {
   Message m;
   std::string error;
@@ -122,11 +146,11 @@ TEST(Message, NeedDataRoundTrip) {
 }
 
 TEST(Message, StartRoundTrip) {
-  const Message m = msg::Start{"ssh", 42};
+  const Message m = msg::Start{"ssh", 42, "198.51.100.9:40112", "[2001:db8::1]:6022"};
   auto out = std::get<msg::Start>(round_trip(m));
   EXPECT_EQ(out.app, "ssh");
   EXPECT_EQ(out.conn, 42u);
-  const Message big = msg::Start{"ssh", UINT64_MAX};
+  const Message big = msg::Start{"ssh", UINT64_MAX, {}, {}};
   EXPECT_EQ(std::get<msg::Start>(round_trip(big)).conn, UINT64_MAX);
 }
 
@@ -275,7 +299,7 @@ TEST(Message, NeverThrowsOnArbitraryInput) {
                              msg::Ping{},
                              msg::Pong{},
                              msg::NeedData{2},
-                             msg::Start{"ssh", 9},
+                             msg::Start{"ssh", 9, {}, {}},
                              msg::Connected{},
                              msg::Error{"why"}};
   for (auto& m : samples) seeds.push_back(encode(m));

@@ -1,0 +1,49 @@
+// UdpAppServer: a udp app's socket on its remote port. Each user address is a
+// flow: its datagrams go to the client over a data connection of their own,
+// framed (2-byte length, then the datagram), and the client's come back the
+// same way and leave from this socket to the user. Per flow a bounded queue: a
+// burst on one flow drops its own datagrams (counted) and never delays another.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "app_server.hpp"
+#include "ntp/asio.hpp"
+
+namespace ntp {
+
+class UdpAppServer final : public AppServer {
+ public:
+  using udp = asio::ip::udp;
+  // A flow's queue towards the client: at most this many datagrams, or bytes.
+  static constexpr std::size_t kQueueDatagrams = 256;
+  static constexpr std::size_t kQueueBytes = 1024 * 1024;
+  static constexpr std::size_t kMaxDatagram = 65507;  // what fits in one IPv4 UDP datagram
+
+  // A UDP socket on `ep`, or the error (never SO_REUSEADDR: two groups could
+  // then bind one port).
+  static udp::socket open(const asio::any_io_executor& ex, const udp::endpoint& ep, error_code& ec);
+
+  UdpAppServer(std::string name, udp::socket socket, const std::string& group_context,
+               Policy policy);
+  ~UdpAppServer() override;
+
+  awaitable<void> run(std::shared_ptr<AppGroup> group) override;
+  void close() override;
+
+  std::size_t flows() const { return flows_.size(); }
+
+ private:
+  struct Flow;
+  awaitable<void> serve_flow(std::shared_ptr<AppGroup> group, std::shared_ptr<Flow> flow);
+  void drop_new(const udp::endpoint& from, const std::string& why);
+
+  udp::socket socket_;
+  std::map<udp::endpoint, std::shared_ptr<Flow>> flows_;
+  std::uint64_t dropped_new_ = 0;                    // datagrams of addresses that got no flow
+  RateLimit drop_log_{1, std::chrono::seconds(10)};  // one line, then a count
+};
+
+}  // namespace ntp
