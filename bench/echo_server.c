@@ -14,6 +14,9 @@
  *
  * It is meant for 64-byte request/response latency, connect-to-first-byte
  * and thousands of held idle connections; bulk throughput uses iperf3 -s.
+ *
+ * It also echoes UDP datagrams on the same port number (127.0.0.1:PORT/udp):
+ * each one goes back to its sender as it came, for the UDP rows.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -166,9 +169,18 @@ int main(int argc, char **argv) {
   printf("%d\n", ntohs(addr.sin_port));
   fflush(stdout);
 
+  int ufd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (ufd < 0 || bind(ufd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    perror("echo_server: udp bind");
+    return 1;
+  }
+  static char dgram[65536];
+
   ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  struct epoll_event uev = {.events = EPOLLIN, .data.fd = ufd};
+  epoll_ctl(ep, EPOLL_CTL_ADD, ufd, &uev);
 
   struct epoll_event events[MAX_EVENTS];
   double deadline = now_s() + max_seconds;
@@ -181,6 +193,17 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
+      if (fd == ufd) {
+        /* Bounded per wake-up, like accepts: a datagram goes back at once. */
+        for (int k = 0; k < 256; k++) {
+          struct sockaddr_in from;
+          socklen_t flen = sizeof from;
+          ssize_t got = recvfrom(ufd, dgram, sizeof dgram, 0, (struct sockaddr *)&from, &flen);
+          if (got < 0) break;
+          sendto(ufd, dgram, (size_t)got, 0, (struct sockaddr *)&from, flen);
+        }
+        continue;
+      }
       if (fd == lfd) {
         /* Bounded accepts per wake-up; level triggered brings us back. */
         for (int k = 0; k < 256; k++) {

@@ -24,6 +24,18 @@
  *   load ports K [BASE]
  *       Prints K TCP ports on 127.0.0.1 that are free now, from BASE
  *       (default 21000) up, one a line.
+ *   load udp-rr HOST PORT N SIZE
+ *       One UDP socket; N request/response round trips of SIZE-byte datagrams
+ *       (each carrying its number), after N/10 (at least 50) unrecorded ones.
+ *       A datagram not answered within UDP_WAIT_MS counts as lost (and so do
+ *       wrong bytes). Prints "udp_rr n=N p50_us=.. p99_us=.. lost=..".
+ *   load udp-rate HOST PORT SECONDS SIZE [WINDOW]
+ *       One UDP socket keeping WINDOW (default 32) datagrams of SIZE bytes in
+ *       flight for SECONDS: each answer sends the next; a window that hears
+ *       nothing for UDP_WAIT_MS is refilled, its datagrams counted lost.
+ *       Prints "udp_rate n=.. seconds=.. per_s=.. lost=..".
+ *   load udp-ready HOST PORT SECONDS
+ *       Sends a datagram until one comes back (exit 0) or SECONDS pass (exit 1).
  *
  * Any failure (refused, reset, timeout, wrong bytes) prints a line on stderr
  * and exits 1. Every wait is bounded (IO_TIMEOUT_S per operation).
@@ -480,6 +492,107 @@ static int mode_hold(long n, double rate, int window) {
   return 0;
 }
 
+/* ------------------------------------------------------------------ UDP */
+#define UDP_WAIT_MS 1000
+
+static int udp_dial(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&target, sizeof target) < 0) return -1;
+  int big = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  return fd;
+}
+
+/* The datagram numbered `seq`: the number, then a pattern of it. */
+static void udp_fill(char *buf, size_t size, uint64_t seq) {
+  memset(buf, 'a' + (int)(seq % 26), size);
+  memcpy(buf, &seq, size < sizeof seq ? size : sizeof seq);
+}
+
+/* Waits up to `ms` for a datagram; its length, or -1 on timeout. */
+static ssize_t udp_wait(int fd, char *buf, size_t cap, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, ms) != 1) return -1;
+  return recv(fd, buf, cap, 0);
+}
+
+static int mode_udp_rr(long n, long size) {
+  int fd = udp_dial();
+  if (fd < 0) die("udp socket");
+  char *out = malloc((size_t)size), *in = malloc(65536);
+  double *t = malloc(sizeof(double) * (size_t)n);
+  if (!out || !in || !t) die("out of memory");
+  long warm = n / 10 < 50 ? 50 : n / 10, lost = 0, got = 0;
+  uint64_t seq = 0;
+  for (long i = -warm; i < n; i++) {
+    udp_fill(out, (size_t)size, ++seq);
+    double t0 = now_s();
+    if (send(fd, out, (size_t)size, 0) < 0) die("udp send");
+    for (;;) {  /* a late answer to an earlier one is not this one's */
+      int left = UDP_WAIT_MS - (int)((now_s() - t0) * 1000);
+      ssize_t r = left > 0 ? udp_wait(fd, in, 65536, left) : -1;
+      if (r < 0) {
+        if (i >= 0) lost++;
+        break;
+      }
+      if (r == size && memcmp(in, out, (size_t)size) == 0) {
+        if (i >= 0) t[got++] = (now_s() - t0) * 1e6;
+        break;
+      }
+    }
+  }
+  close(fd);
+  if (got == 0) die("udp-rr: no datagram came back");
+  qsort(t, (size_t)got, sizeof *t, cmp_double);
+  printf("udp_rr n=%ld p50_us=%.1f p99_us=%.1f lost=%ld\n", got, pct(t, got, 50), pct(t, got, 99),
+         lost);
+  return 0;
+}
+
+static int mode_udp_rate(double seconds, long size, long window) {
+  int fd = udp_dial();
+  if (fd < 0) die("udp socket");
+  char *out = malloc((size_t)size), *in = malloc(65536);
+  if (!out || !in) die("out of memory");
+  uint64_t seq = 0;
+  long done = 0, lost = 0, in_flight = 0;
+  double t0 = now_s(), end = t0 + seconds;
+  while (now_s() < end && !stop_flag) {
+    while (in_flight < window) {
+      udp_fill(out, (size_t)size, ++seq);
+      if (send(fd, out, (size_t)size, 0) < 0) die("udp send");
+      in_flight++;
+    }
+    ssize_t r = udp_wait(fd, in, 65536, UDP_WAIT_MS);
+    if (r < 0) {  /* the whole window went unanswered */
+      lost += in_flight;
+      in_flight = 0;
+      continue;
+    }
+    if (r == size) done++;
+    in_flight--;
+  }
+  double took = now_s() - t0;
+  close(fd);
+  printf("udp_rate n=%ld seconds=%.2f per_s=%.0f lost=%ld\n", done, took, (double)done / took,
+         lost);
+  return 0;
+}
+
+static int mode_udp_ready(double seconds) {
+  int fd = udp_dial();
+  if (fd < 0) die("udp socket");
+  char buf[65536];
+  double end = now_s() + seconds;
+  while (now_s() < end) {
+    if (send(fd, "ready?", 6, 0) < 0 && errno != ECONNREFUSED) die("udp send");
+    ssize_t r = udp_wait(fd, buf, sizeof buf, 200);
+    if (r == 6 && memcmp(buf, "ready?", 6) == 0) return 0;
+  }
+  return 1;
+}
+
 int main(int argc, char **argv) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -505,6 +618,12 @@ int main(int argc, char **argv) {
     return mode_connect(parse_count(argv[4], 1000000),
                         argc > 5 ? (double)parse_count(argv[5], 3600) : 60);
   if (strcmp(mode, "ready") == 0) return mode_ready((double)parse_count(argv[4], 3600));
+  if (strcmp(mode, "udp-rr") == 0 && argc > 5)
+    return mode_udp_rr(parse_count(argv[4], 10000000), parse_count(argv[5], 65507));
+  if (strcmp(mode, "udp-rate") == 0 && argc > 5)
+    return mode_udp_rate((double)parse_count(argv[4], 3600), parse_count(argv[5], 65507),
+                         argc > 6 ? parse_count(argv[6], 4096) : 32);
+  if (strcmp(mode, "udp-ready") == 0) return mode_udp_ready((double)parse_count(argv[4], 3600));
   if (strcmp(mode, "hold") == 0) {
     double rate = argc > 5 ? (double)parse_count(argv[5], 1000000) : 2000;
     int window = argc > 6 ? (int)parse_count(argv[6], 4096) : 32;

@@ -34,6 +34,19 @@ COLUMNS = [
 
 MEM_LIMIT_KIB = 16
 
+# The UDP rows: one flow of 64- and 1200-byte datagrams through each relay.
+UDP_LABEL = {"socat": "socat ×2 (UDP, two chained)", "ntp": "ntp (plain)"}
+UDP_COLUMNS = [
+    ("udp64_rate", "64 B dgram/s", "{:.0f}", "hi"),
+    ("udp64_p50", "64 B RR p50 µs", "{:.1f}", "lo"),
+    ("udp64_p99", "64 B RR p99 µs", "{:.1f}", "lo"),
+    ("udp1200_rate", "1200 B dgram/s", "{:.0f}", "hi"),
+    ("udp1200_p50", "1200 B RR p50 µs", "{:.1f}", "lo"),
+    ("udp1200_p99", "1200 B RR p99 µs", "{:.1f}", "lo"),
+    ("udp64_lost", "lost (64 B rate)", "{:.0f}", "lo"),
+    ("udp1200_lost", "lost (1200 B rate)", "{:.0f}", "lo"),
+]
+
 
 def load(path):
     data = defaultdict(lambda: defaultdict(dict))  # path -> metric -> run -> value
@@ -290,6 +303,32 @@ def main():
                      verdict(None if r is None else r >= 1.0)])
     w(table(["target", "measured", "verdict"], rows))
     w()
+
+    udp_paths = [p for p in paths if any(m in data.get(p, {}) for m, *_ in UDP_COLUMNS)]
+    if udp_paths:
+        w("## UDP")
+        w()
+        w("One flow through each relay (ntp: a udp app, its datagrams framed over one data "
+          "connection). dgram/s = echoed datagrams a second with 32 in flight; RR = one "
+          "datagram out, its echo back, one at a time; lost = datagrams of the rate run "
+          "never answered within 1 s. Medians over runs; ratios are to direct and to "
+          "socat ×2, medians of per-run ratios.")
+        w()
+        rows = []
+        for p in udp_paths:
+            rows.append([UDP_LABEL.get(p, LABEL.get(p, p))] +
+                        [fmt(median_abs(data, p, m), f) for m, _, f, _ in UDP_COLUMNS])
+        for ref in ("direct", "socat"):
+            if ref not in udp_paths:
+                continue
+            for p in udp_paths:
+                if p in (ref, "direct"):
+                    continue
+                rows.append([f"{UDP_LABEL.get(p, LABEL.get(p, p))} ÷ {UDP_LABEL.get(ref, ref)}"] +
+                            [fmt(median_ratio(data, p, ref, m), "{:.2f}×")
+                             if not m.endswith("lost") else "" for m, *_ in UDP_COLUMNS])
+        w(table(["path"] + [h for _, h, _, _ in UDP_COLUMNS], rows))
+        w()
 
     if failed:
         w("## Failures")

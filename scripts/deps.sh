@@ -19,8 +19,11 @@ NTP_BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libgtest-dev libssl-dev
 )
-# systemd-analyze (tests/systemd), openssl (certificates for the TLS e2e tests).
-NTP_TEST_PACKAGES=(python3 systemd openssl util-linux)
+# systemd-analyze (tests/systemd), openssl (certificates for the TLS e2e tests),
+# and the real programs the e2e tests put behind the tunnel: dnsmasq (library
+# variant: no service) answered by dig, nginx (its service never started here)
+# reading PROXY protocol headers, socat on a Unix socket.
+NTP_TEST_PACKAGES=(python3 systemd openssl util-linux dnsmasq-base bind9-dnsutils nginx-light socat)
 NTP_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 # Packages that ship a service which installing would start: start-up is held
 # off while any of them is installed.
