@@ -229,7 +229,9 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
   // Apps that tried to bind count, not only those that got a port: a frame asking
   // for thousands costs the binds of max_apps of them at most.
   if (limits_.max_apps && std::max(apps_.size(), binding) >= *limits_.max_apps) {
-    r.error = fmt::format("the group may register at most {} apps (max_apps)", *limits_.max_apps);
+    r.error = fmt::format(
+        "the group may register at most {} apps (max_apps; each port of a range is an app)",
+        *limits_.max_apps);
     return r;
   }
   AppServer::Policy app_limits;

@@ -102,7 +102,10 @@ TEST_F(AbuseTest, RegisteringEveryPortOfAFullRangeCostsBoundedBinds) {
     if (i < kDefaultMaxApps)
       EXPECT_EQ(r.error, "no free port in 29100-29199 (32 tried from a random place)") << r.name;
     else
-      EXPECT_EQ(r.error, "the group may register at most 256 apps (max_apps)") << r.name;
+      EXPECT_EQ(
+          r.error,
+          "the group may register at most 256 apps (max_apps; each port of a range is an app)")
+          << r.name;
   }
   EXPECT_EQ(server->bind_attempts() - binds_before, kDefaultMaxApps * AppGroup::kPortProbes)
       << "binds per app asking for any port must be bounded, and none past max_apps";

@@ -348,7 +348,8 @@ TEST_F(WireTest, GroupPolicyAllowPortsAndMaxApps) {
               (reg.apps[1].remote_port == p2 && reg.apps[2].remote_port == p1))
       << "port 0 must pick from the group's allow_ports: " << reg.apps[1].remote_port << ", "
       << reg.apps[2].remote_port;
-  EXPECT_EQ(reg.apps[3].error, "the group may register at most 2 apps (max_apps)");
+  EXPECT_EQ(reg.apps[3].error,
+            "the group may register at most 2 apps (max_apps; each port of a range is an app)");
 }
 
 // A data connection that fails its proof is refused and never carries a user.
