@@ -1,6 +1,7 @@
 #include "udp_flow.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <vector>
@@ -29,6 +30,11 @@ awaitable<void> serve_udp_flow(const LocalApp& app, Stream data, const msg::Star
     // Connected: only the app's datagrams come in, and a closed port shows.
     if (!ec) local.connect(to, ec);
     if (!ec) local.non_blocking(true, ec);  // a full buffer drops, never waits
+    if (!ec) {  // room for an app's burst of replies; best effort, as on the server
+      const int size = 4 * 1024 * 1024;
+      if (::setsockopt(local.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+        ::setsockopt(local.native_handle(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
   }
   if (ec) {
     auto why = fmt::format("udp {}: {}", app.where(), ec.message());

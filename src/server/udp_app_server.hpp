@@ -21,9 +21,12 @@ class UdpAppServer final : public AppServer {
   static constexpr std::size_t kQueueDatagrams = 256;
   static constexpr std::size_t kQueueBytes = 1024 * 1024;
   static constexpr std::size_t kMaxDatagram = 65507;  // what fits in one IPv4 UDP datagram
+  static constexpr int kReceiveBuffer = 4 * 1024 * 1024;
 
   // A UDP socket on `ep`, or the error (never SO_REUSEADDR: two groups could
-  // then bind one port).
+  // then bind one port). Its receive buffer is made large (kReceiveBuffer, as
+  // far as the system allows) for bursts, and it reports each datagram's
+  // destination address and the kernel's drop count.
   static udp::socket open(const asio::any_io_executor& ex, const udp::endpoint& ep, error_code& ec);
 
   UdpAppServer(std::string name, udp::socket socket, const std::string& group_context,
@@ -37,10 +40,21 @@ class UdpAppServer final : public AppServer {
 
  private:
   struct Flow;
+  struct Received;
   awaitable<void> serve_flow(std::shared_ptr<AppGroup> group, std::shared_ptr<Flow> flow);
+  void on_datagram(const std::shared_ptr<AppGroup>& group, const Received& r,
+                   const std::vector<TokenBucket*>& up);
   void drop_new(const udp::endpoint& from, const std::string& why);
+  void count_kernel_drops(std::uint32_t total);
+  // To the user, from the address it sent to (on a wildcard bind the kernel
+  // would otherwise pick one by routing); false if not sent.
+  bool send_to_user(const char* data, std::size_t n, const udp::endpoint& user,
+                    const std::optional<asio::ip::address>& from);
 
   udp::socket socket_;
+  bool wildcard_;                   // bound to 0.0.0.0 or ::
+  std::uint32_t kernel_drops_ = 0;  // SO_RXQ_OVFL's count so far
+  RateLimit kernel_log_{1, std::chrono::seconds(10)};
   std::map<udp::endpoint, std::shared_ptr<Flow>> flows_;
   std::uint64_t dropped_new_ = 0;                    // datagrams of addresses that got no flow
   RateLimit drop_log_{1, std::chrono::seconds(10)};  // one line, then a count

@@ -143,6 +143,35 @@ REASON_TAKEN = r"taken"
 REASON_NOT_ALLOWED = r"not allowed"
 REASON_DUPLICATE = r"duplicate"
 
+# -- udp apps (src/server/udp_app_server.cpp, src/client/udp_flow.cpp) --
+UDP_MAX_DATAGRAM = 65507       # the largest datagram either daemon carries
+                               # (UdpAppServer::kMaxDatagram, kMaxDatagram in udp_flow.cpp)
+UDP_QUEUE_DATAGRAMS = 256      # a flow's queue towards the client, in datagrams
+UDP_QUEUE_BYTES = 1024 * 1024  # and in bytes (UdpAppServer::kQueueDatagrams/kQueueBytes)
+UDP_IDLE_DEFAULT_S = 60        # udp_idle_s default (LocalApp, include/ntp/config.hpp)
+FLOW_DROP_LOG_PERIOD_S = 10.0  # one "dropping datagrams" line per window per app
+                               # (UdpAppServer::drop_log_, RateLimit{1, 10 s})
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # HAProxy's spec (kSignature, proxy_protocol.cpp)
+MAX_PORT_RANGE = 1000          # ports one "first-last" remote_port may span (kMaxPortRange,
+                               # include/ntp/config.hpp)
+
+# "user" is the user's address:port as the server saw it.
+LOG_SERVER_FLOW_STARTED = (r"group={group} app={app} conn=(?P<conn>\d+): "
+                           r"flow from (?P<user>\S+) started")
+# Debug level, on flow end; WHY is "idle for N s", "the client closed the flow", ...
+LOG_SERVER_FLOW_CLOSED = (r"(?m)group={group} app={app} conn=(?P<conn>\d+): flow from (?P<user>\S+) "
+                          r"closed after (?P<secs>[\d.]+) s \((?P<why>[^)]*)\), (?P<inn>\d+) "
+                          r"datagrams in, (?P<out>\d+) out, (?P<dropped>\d+) dropped$")
+LOG_CLIENT_FLOW_OPEN = (r"group={group} app={app} conn=(?P<conn>\d+): flow open to udp \S+ "
+                        r"for user (?P<user>\S+)")
+LOG_CLIENT_FLOW_CLOSED = (r"(?m)group={group} app={app} conn=(?P<conn>\d+): flow closed after "
+                          r"(?P<secs>[\d.]+) s, (?P<inn>\d+) datagrams in, (?P<out>\d+) out, "
+                          r"(?P<dropped>\d+) dropped$")
+# Warning, RateLimit{1, 10 s}: a line after the first of a window counts those before it.
+LOG_SERVER_FLOWS_FULL = (r"(?m)group={group} app={app} port={port}: dropping datagrams from "
+                         r"(?P<user>\S+): max_flows \({max}\) flows are open"
+                         r"(?: \((?P<more>\d+) more dropped since\))?$")
+
 MAGIC = b"NTPT\x01"
 
 
@@ -192,14 +221,16 @@ _port_lock = threading.Lock()
 
 
 def _bindable(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    """Free for tcp and for udp (udp apps, and a tcp and a udp app on one port)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
 
 
 def free_port():
@@ -598,6 +629,139 @@ class RecordingProxy:
 
 
 # ---------------------------------------------------------------------------
+# UDP
+
+
+UDP_BUFFER = 4 * 1024 * 1024  # the tests' own udp sockets: room for bursts of big datagrams
+
+
+def set_udp_buffers(sock, size=UDP_BUFFER):
+    """Big receive and send buffers on a test's own socket, so that the kernel
+    drops nothing on the tests' side of a burst (SO_RCVBUFFORCE as root, else
+    up to net.core.rmem_max)."""
+    for force, plain in ((getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
+                         (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+def udp_socket(source="127.0.0.1", port=0, connect_to=None):
+    """A udp socket bound to source:port (a user at that address), connected
+    to `connect_to` ((host, port)) if given."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    set_udp_buffers(s)
+    s.bind((source, port))
+    if connect_to is not None:
+        s.connect(connect_to)
+    return s
+
+
+def udp_recv(sock, timeout=STEP_S, size=65535):
+    """One datagram (and its sender) from `sock` within `timeout` seconds."""
+    ready, _, _ = select.select([sock], [], [], timeout)
+    if not ready:
+        raise AssertionError(f"no datagram within {timeout:.1f} s on {sock.getsockname()}")
+    return sock.recvfrom(size)
+
+
+def udp_request(sock, data, timeout=STEP_S):
+    """On a connected udp socket: send `data`, return the first datagram back."""
+    sock.send(data)
+    return udp_recv(sock, timeout)[0]
+
+
+def kernel_udp_sockets(local_port=None, remote_port=None):
+    """The kernel's view of the udp sockets of this network namespace (every
+    process's: the daemons' too), from /proc/net/udp and udp6: dicts with
+    local_port, remote_port, rx_queue (bytes waiting to be read) and drops
+    (datagrams the kernel dropped because the socket's buffer was full)."""
+    out = []
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            f = line.split()
+            entry = {"local_port": int(f[1].rsplit(":", 1)[1], 16),
+                     "remote_port": int(f[2].rsplit(":", 1)[1], 16),
+                     "rx_queue": int(f[4].split(":")[1], 16),
+                     "drops": int(f[12])}
+            if local_port is not None and entry["local_port"] != local_port:
+                continue
+            if remote_port is not None and entry["remote_port"] != remote_port:
+                continue
+            out.append(entry)
+    return out
+
+
+def kernel_drops(local_port=None, remote_port=None):
+    return sum(e["drops"] for e in kernel_udp_sockets(local_port, remote_port))
+
+
+class UdpEchoServer:
+    """Threaded udp echo server: answers each datagram, to its sender, with
+    `prefix` + the datagram, or with handler(data, sender) when given (None: no
+    answer; an exception is recorded in `errors` and the datagram not answered)."""
+
+    def __init__(self, prefix=b"", host="127.0.0.1", port=0, handler=None):
+        self.prefix = prefix
+        self.handler = handler
+        self.sock = udp_socket(host, port)
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        self.senders = set()
+        self.errors = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stopping:
+            try:
+                ready, _, _ = select.select([self.sock], [], [], 0.1)
+                if not ready:
+                    continue
+                data, sender = self.sock.recvfrom(65535)
+            except (OSError, ValueError):
+                if self._stopping:
+                    return
+                continue  # an ICMP error from an earlier answer
+            self.received += 1
+            self.senders.add(sender)
+            try:
+                reply = self.handler(data, sender) if self.handler else self.prefix + data
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(e)
+                continue
+            if reply is not None:
+                try:
+                    self.sock.sendto(reply, sender)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stopping = True
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# Real programs behind the tunnel (Debian packages: scripts/deps.sh installs them)
+
+
+def require_program(path, package):
+    """Fail (not skip) when a program the test runs is not installed."""
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"{path} not found: install the Debian package {package} "
+                             f"(scripts/deps.sh installs it for scripts/test.sh)")
+    return str(path)
+
+
+# ---------------------------------------------------------------------------
 # Daemons
 
 
@@ -738,6 +902,10 @@ def app(name, local_port, remote_port, **extra):
     return entry
 
 
+def udp_app(name, local_port, remote_port, **extra):
+    return app(name, local_port, remote_port, type="udp", **extra)
+
+
 def make_token(label="tok"):
     return f"{label}-{secrets.token_hex(16)}"
 
@@ -854,6 +1022,20 @@ class TunnelTestCase(unittest.TestCase):
         echo = EchoServer(prefix, port)
         self.addCleanup(echo.close)
         return echo
+
+    def udp_echo_server(self, prefix=b"", host="127.0.0.1", port=0, handler=None):
+        echo = UdpEchoServer(prefix, host, port, handler)
+        self.addCleanup(echo.close)
+        return echo
+
+    def start_program(self, name, argv, package):
+        """A real program (dnsmasq, nginx, socat) run as a user would, its
+        stdout and stderr in <name>.log and <name>.stdout, stopped (SIGTERM)
+        when the test ends and shown with the daemons' logs when it fails."""
+        require_program(argv[0], package)
+        d = Daemon(self._unique(name), argv, self.env(self.tmp / f"{name}-home"), self.tmp)
+        self.daemons.append(d)
+        return d
 
     # -- configs --
     def server_config(self, **keys):
