@@ -8,6 +8,7 @@
 #include <array>
 #include <cstring>
 #include <deque>
+#include <memory>
 
 #include "app_group.hpp"
 #include "common_server.hpp"
@@ -169,7 +170,9 @@ awaitable<void> UdpAppServer::run(std::shared_ptr<AppGroup> group) {
   for (auto* q : {group->quota().get(), policy_->quota.get()})
     if (auto* b = q->up()) up.push_back(b);
   const int fd = socket_.native_handle();
-  alignas(cmsghdr) char control[256];
+  // On the heap: a coroutine frame does not keep alignas for its locals (GCC 12).
+  constexpr std::size_t kControl = 256;
+  const auto control = std::make_unique<std::uint64_t[]>(kControl / sizeof(std::uint64_t));
   for (;;) {
     auto [ec] = co_await socket_.async_wait(udp::socket::wait_read, nothrow);
     if (ec || !socket_.is_open() || group->closed()) break;
@@ -182,8 +185,8 @@ awaitable<void> UdpAppServer::run(std::shared_ptr<AppGroup> group) {
       msg.msg_namelen = sizeof from;
       msg.msg_iov = &iov;
       msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
+      msg.msg_control = control.get();
+      msg.msg_controllen = kControl;
       const auto n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
