@@ -74,6 +74,19 @@ struct Waiting {
   Waiting& operator=(const Waiting&) = delete;
 };
 
+// The `start` frame's bytes. Built apart: a message kept in the coroutine's frame
+// would cost every held stream its size.
+std::string start_frame(const std::string& app, std::uint64_t conn, const std::string& user_peer,
+                        tcp::socket* remote_of) {
+  msg::Start start{app, conn, user_peer, {}};
+  if (remote_of) {
+    error_code ec;
+    const auto here = remote_of->local_endpoint(ec);
+    if (!ec) start.remote = to_string(here);
+  }
+  return frame_bytes(encode(Message{std::move(start)}));
+}
+
 // One user, from accept to the end of its stream.
 awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
                            std::shared_ptr<const AppServer::Policy> policy,
@@ -126,14 +139,8 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   // forwards them as soon as it reaches the local app instead of waiting for us.
   // The user's address always (the client's lines name it); the remote port's
   // own, a syscall, only for an app's PROXY protocol header.
-  msg::Start start_msg{app, conn, user_peer, {}};
-  if (policy->addresses) {
-    error_code lec;
-    const auto here = user.socket().local_endpoint(lec);
-    if (!lec) start_msg.remote = to_string(here);
-  }
-  const Message start = start_msg;
-  std::string opening = frame_bytes(encode(start));
+  std::string opening =
+      start_frame(app, conn, user_peer, policy->addresses ? &user.socket() : nullptr);
   const auto frame_size = opening.size();
   error_code ec;
   opening.append(scratch.data(), user.read_now(asio::buffer(scratch), ec));
