@@ -41,6 +41,7 @@ struct GroupLimits {
   std::optional<std::uint32_t> max_apps;
   std::optional<std::uint32_t> max_conns;  // concurrent users over all its apps
   std::optional<std::uint64_t> bandwidth;  // bytes/s, each direction, over all its users
+  bool operator==(const GroupLimits&) const = default;
 };
 
 struct GroupConfig {
@@ -49,6 +50,7 @@ struct GroupConfig {
   std::optional<std::uint32_t> max_apps;
   std::optional<std::uint32_t> max_conns;
   std::optional<std::uint64_t> bandwidth;
+  bool operator==(const GroupConfig&) const = default;
 };
 
 // "tls" in server.json. Absent (or true): TLS with a certificate generated once in
@@ -56,6 +58,7 @@ struct GroupConfig {
 struct ServerTls {
   std::string cert, key;  // PEM files, both or neither
   std::string client_ca;  // set: clients must show a certificate it signed
+  bool operator==(const ServerTls&) const = default;
 };
 
 inline constexpr std::uint32_t kDefaultMaxApps = 256;
@@ -86,6 +89,7 @@ struct ServerConfig {
   std::optional<ServerTls> tls = ServerTls{};  // nullopt: "tls": false
   bool zero_copy = true;                       // splice(2) between plain streams (splice.hpp)
   LogLevel log_level = spdlog::level::info;
+  bool operator==(const ServerConfig&) const = default;
 };
 
 // The PROXY protocol header the client writes to a local app before the
@@ -112,6 +116,7 @@ struct LocalApp {
   std::uint32_t max_flows = 1024;
 
   std::string where() const;  // "127.0.0.1:22" or "unix:/run/app.sock", for logs
+  bool operator==(const LocalApp&) const = default;
 };
 
 // "tls" in apps.json. Absent (or true): TLS, the server authenticated by the
@@ -120,6 +125,7 @@ struct ClientTls {
   std::string ca;                  // also verify the certificate chain and name against it
   std::string server_fingerprint;  // also require this certificate: "SHA256:" + 64 hex
   std::string cert, key;           // a client certificate, for a server with client_ca
+  bool operator==(const ClientTls&) const = default;
 };
 
 struct ClientConfig {

@@ -1,5 +1,6 @@
 // What both daemons share around their main loop: command-line parsing with
-// DESIGN's exit codes, and the SIGTERM/SIGINT shutdown with its grace period.
+// DESIGN's exit codes, the SIGTERM/SIGINT shutdown with its grace period, and
+// SIGHUP's reload.
 #pragma once
 
 #include <filesystem>
@@ -41,7 +42,7 @@ void override_log_level(const std::string& flag, LogLevel& level,
 // or cannot be read at all (the parser says so then).
 std::optional<std::string> exposure_warning(const std::filesystem::path& file);
 
-// Holds SIGINT and SIGTERM back from the start of main() until
+// Holds SIGINT, SIGTERM and SIGHUP back from the start of main() until
 // run_until_signalled() is ready for them: one sent during start-up (a service
 // manager stopping a unit it just started) then stops the daemon cleanly
 // instead of killing it by the signal.
@@ -49,7 +50,8 @@ void hold_stop_signals();
 
 // Runs `io` on this thread until a signal has stopped the daemon: `stop` closes
 // listeners and sessions, live streams get kShutdownGrace to finish, the rest are
-// closed. Returns kExitOk.
-int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop);
+// closed. Each SIGHUP before then calls `reload` (DESIGN, Reload). Returns kExitOk.
+int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop,
+                        std::function<void()> reload);
 
 }  // namespace ntp

@@ -55,7 +55,7 @@ awaitable<void> serve_local_app(const LocalApp& app, Stream data, const msg::Sta
     co_return;
   }
   Stream local(std::move(local_socket));
-  LiveStreams::Entry live(streams, data.socket(), local.socket());
+  LiveStreams::Entry live(streams, data.socket(), local.socket(), app.name);
   spdlog::debug("{}: stream open to {} for user {}", context, app.where(), log_safe(start.user));
   const auto began = steady_clock::now();
   // `connected` waits a moment for the app's first bytes (a banner, or the answer

@@ -14,6 +14,17 @@ struct Flags {
   bool check = false;
 };
 
+// Secrets other local users could read: said at start-up, by --check and on a
+// reload, not fatal.
+void warn_about_exposed_secrets(const Flags& f, const ClientConfig& cfg) {
+  std::vector<std::filesystem::path> secrets;
+  if (cfg.token_inline) secrets.push_back(f.config_file);
+  if (!cfg.token_file.empty()) secrets.push_back(cfg.token_file);
+  if (cfg.tls && !cfg.tls->key.empty()) secrets.push_back(cfg.tls->key);
+  for (auto& file : secrets)
+    if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
+}
+
 // Flags override the file (DESIGN: "a flag overrides the same setting from the file").
 ClientConfig build_config(const Flags& f) {
   ClientConfig cfg = load_client_config(f.config_file, env_token());
@@ -33,6 +44,24 @@ ClientConfig build_config(const Flags& f) {
   override_log_level(f.log_level, cfg.log_level, problems);
   if (!problems.empty()) throw ConfigError(problems);
   return cfg;
+}
+
+// SIGHUP: the file again, flags still over it. Anything wrong and nothing
+// changes: each problem is logged as --check prints it.
+void reload(const Flags& f, Client& client) {
+  const auto refuse = [&](const std::vector<std::string>& problems) {
+    spdlog::error("reload: {} is not valid; the running configuration stays", f.config_file);
+    for (auto& p : problems) spdlog::error("{}", p);
+  };
+  try {
+    auto cfg = build_config(f);
+    warn_about_exposed_secrets(f, cfg);
+    spdlog::info("{}", client.reload(std::move(cfg)));
+  } catch (const ConfigError& e) {
+    refuse(e.problems());
+  } catch (const TlsError& e) {
+    refuse({f.config_file + ": tls: " + e.what()});
+  }
 }
 
 }  // namespace
@@ -64,13 +93,7 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   setup_logging(cfg.log_level);
-  // Secrets other local users could read: said at start-up and by --check, not fatal.
-  std::vector<std::filesystem::path> secrets;
-  if (cfg.token_inline) secrets.push_back(f.config_file);
-  if (!cfg.token_file.empty()) secrets.push_back(cfg.token_file);
-  if (cfg.tls && !cfg.tls->key.empty()) secrets.push_back(cfg.tls->key);
-  for (auto& file : secrets)
-    if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
+  warn_about_exposed_secrets(f, cfg);
   if (f.check) {
     std::cout << "ntp-client: configuration OK (" << f.config_file << ")\n";
     return kExitOk;
@@ -88,5 +111,6 @@ int main(int argc, char** argv) {
     spdlog::info("TLS 1.3 on; the server proves the group token over this TLS session{}",
                  cfg.tls->ca.empty() ? "" : ", and its certificate must chain to tls.ca");
   asio::co_spawn(io, client->run(), LogFailure{"client failed"});
-  return run_until_signalled(io, client->streams(), [&] { client->stop(); });
+  return run_until_signalled(
+      io, client->streams(), [&] { client->stop(); }, [&] { reload(f, *client); });
 }

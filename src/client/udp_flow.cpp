@@ -44,7 +44,7 @@ awaitable<void> serve_udp_flow(const LocalApp& app, Stream data, const msg::Star
   }
   const Message connected = msg::Connected{};
   if (co_await write_message(data, connected)) co_return;
-  LiveStreams::Entry live(streams, data.socket(), data.socket());
+  LiveStreams::Entry live(streams, data.socket(), data.socket(), app.name);
 
   // The PROXY v2 header goes in front of every datagram to the app.
   std::string header;

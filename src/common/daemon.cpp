@@ -81,26 +81,42 @@ void override_log_level(const std::string& flag, LogLevel& level,
 }
 
 namespace {
-sigset_t stop_signals() {
+// SIGHUP too: its default action would kill a daemon that a reload reached
+// during start-up.
+sigset_t held_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 }  // namespace
 
 void hold_stop_signals() {
-  const auto set = stop_signals();
+  const auto set = held_signals();
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop) {
+int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::function<void()> stop,
+                        std::function<void()> reload) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished is an error code, not a signal
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set hangups(io, SIGHUP);
   // Ready: a signal held back since start-up is delivered now, to `signals`.
-  const auto set = stop_signals();
+  const auto set = held_signals();
   ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        for (;;) {
+          auto [ec, signo] = co_await hangups.async_wait(nothrow);
+          if (ec) co_return;
+          spdlog::info("SIGHUP: reloading the configuration");
+          reload();
+        }
+      },
+      LogFailure{"reload"});
   std::jthread last_resort;
   std::atomic<bool> forced{false};
   asio::co_spawn(
@@ -111,6 +127,8 @@ int run_until_signalled(asio::io_context& io, LiveStreams& streams, std::functio
         spdlog::info("{}: closing listeners; {} live stream(s) get {} s to finish",
                      signo == SIGTERM ? "SIGTERM" : "SIGINT", streams.size(),
                      kShutdownGrace.count());
+        error_code ignored;  // no reload once stopping
+        hangups.cancel(ignored);
         stop();
         co_await streams.wait_empty(kShutdownGrace);
         if (streams.size() > 0) {

@@ -2,8 +2,8 @@
 
 namespace ntp {
 
-LiveStreams::Entry::Entry(LiveStreams& set, tcp::socket& a, tcp::socket& b)
-    : set_(set), it_(set.pairs_.insert(set.pairs_.end(), Pair{&a, &b})) {}
+LiveStreams::Entry::Entry(LiveStreams& set, tcp::socket& a, tcp::socket& b, std::string owner)
+    : set_(set), it_(set.pairs_.insert(set.pairs_.end(), Pair{&a, &b, std::move(owner)})) {}
 
 LiveStreams::Entry::~Entry() {
   set_.pairs_.erase(it_);
@@ -22,6 +22,18 @@ void LiveStreams::close_all() {
     p.a->close(ignored);
     p.b->close(ignored);
   }
+}
+
+std::size_t LiveStreams::close_owned_if(const std::function<bool(const std::string&)>& revoked) {
+  std::size_t n = 0;
+  error_code ignored;  // the peer may have closed first
+  for (auto& p : pairs_) {
+    if (!revoked(p.owner)) continue;
+    p.a->close(ignored);
+    p.b->close(ignored);
+    ++n;
+  }
+  return n;
 }
 
 }  // namespace ntp

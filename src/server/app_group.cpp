@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
+#include <set>
 
 #include "app_server.hpp"
 #include "common_server.hpp"
@@ -74,12 +76,10 @@ awaitable<void> AppGroup::run() {
   if (!r || *r) {
     close(r ? "expected the app list: " + r->message() : "no app list within 5 s");
   } else {
-    auto registered = co_await register_apps(req);
+    auto applied = co_await apply_apps(req);
     if (closed_) co_return;  // ended while it registered: close() closed what was bound
-    control_.send(registered);
-    for (auto& app : apps_)
-      asio::co_spawn(control_.executor(), app->run(self),
-                     LogFailure{app->context() + ": accept loop"});
+    control_.send(applied.registered);
+    start(applied.started);
     auto ended = co_await (read_loop() || control_.write_loop() || watchdog());
     if (ended.index() == 1) {
       auto ec = std::get<1>(ended);
@@ -88,6 +88,12 @@ awaitable<void> AppGroup::run() {
     close(end_reason_.empty() ? "session ended" : end_reason_);
   }
   spdlog::info("{}: session ended: {}", context_, end_reason_);
+}
+
+void AppGroup::start(const std::vector<std::shared_ptr<AppServer>>& apps) {
+  for (auto& app : apps)
+    asio::co_spawn(control_.executor(), keeping(app, app->run(shared_from_this())),
+                   LogFailure{app->context() + ": accept loop"});
 }
 
 awaitable<void> AppGroup::read_loop() {
@@ -102,6 +108,12 @@ awaitable<void> AppGroup::read_loop() {
     }
     if (std::holds_alternative<msg::Ping>(m)) {
       control_.send(msg::Pong{});
+    } else if (auto* again = std::get_if<msg::Register>(&m)) {
+      // The client reloaded its apps.json: its list is what it serves now.
+      auto applied = co_await apply_apps(*again);
+      if (closed_) co_return;
+      control_.send(applied.registered);
+      start(applied.started);
     } else if (std::holds_alternative<msg::Pong>(m)) {
       // an answer to probe(); its arrival is what counts
     } else if (auto* e = std::get_if<msg::Error>(&m)) {
@@ -150,7 +162,7 @@ void AppGroup::close(const std::string& why) {
   if (end_reason_.empty()) end_reason_ = why;
   control_.close();
   for (auto* p : probes_) p->cancel();
-  for (auto& app : apps_) app->close();
+  for (auto& app : apps_) app.server->close();
   for (auto& c : idle_) c.stream.close();
   idle_.clear();
   for (auto* w : waiters_) w->wake.cancel();  // they see no data connection and close
@@ -188,14 +200,54 @@ awaitable<std::optional<AppGroup::DataConnection>> AppGroup::take_data_connectio
   co_return std::move(w.data);
 }
 
-awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
-  const GroupConfig* policy = nullptr;
-  if (auto& groups = server_.config().groups) {
-    auto it = groups->find(name_);
-    if (it != groups->end()) policy = &it->second;
-  }
-  msg::Registered out;
-  std::size_t binding = 0;  // apps of this frame that tried to bind a port
+const std::vector<PortRange>& AppGroup::allowed_ports() const {
+  const auto& cfg = server_.config();
+  if (cfg.groups)
+    if (auto it = cfg.groups->find(name_);
+        it != cfg.groups->end() && !it->second.allow_ports.empty())
+      return it->second.allow_ports;
+  return cfg.allow_ports;
+}
+
+bool AppGroup::port_permitted(std::uint16_t port) const {
+  if (port == server_.config().bind.port) return false;
+  const auto& allowed = allowed_ports();
+  return allowed.empty() ? port >= 1024 : ports_contain(allowed, port);
+}
+
+std::string AppGroup::allowed_description() const {
+  const auto& allowed = allowed_ports();
+  return allowed.empty() ? std::string("1024-65535") : describe(allowed);
+}
+
+std::size_t AppGroup::apply_policy(GroupLimits limits) {
+  limits_ = std::move(limits);
+  msg::Registered closed;
+  std::erase_if(apps_, [&](App& app) {
+    if (port_permitted(app.server->port())) return false;
+    auto why = fmt::format("port {} is no longer allowed (allow_ports: {})", app.server->port(),
+                           allowed_description());
+    spdlog::warn("{}: closed by a reload: {}", app.server->context(), why);
+    app.server->close();
+    closed.apps.push_back({app.server->name(), 0, std::move(why)});
+    return true;
+  });
+  if (!closed.apps.empty() && !closed_) control_.send(closed);
+  return closed.apps.size();
+}
+
+awaitable<AppGroup::Applied> AppGroup::apply_apps(const msg::Register& req) {
+  Applied out;
+  std::set<std::string> listed;
+  for (auto& app : req.apps) listed.insert(app.name);
+  std::erase_if(apps_, [&](App& app) {
+    if (listed.count(app.server->name())) return false;
+    spdlog::info("{}: closed: the client no longer serves the app", app.server->context());
+    app.server->close();
+    return true;
+  });
+  std::set<std::string> seen;
+  std::size_t failed = 0;  // apps of this frame that tried to bind and got no port
   for (std::size_t i = 0; i < req.apps.size(); ++i) {
     // Binding is a few syscalls per port tried: other groups get the loop
     // between every few apps, so a long app list stalls nobody.
@@ -203,56 +255,87 @@ awaitable<msg::Registered> AppGroup::register_apps(const msg::Register& req) {
       co_await asio::post(control_.executor(), asio::use_awaitable);
       if (closed_) co_return out;
     }
-    const auto& app = req.apps[i];
-    auto result = register_app(app, policy, binding);
+    const auto& asked = req.apps[i];
+    msg::AppResult result{asked.name, 0, {}};
+    auto held = std::find_if(apps_.begin(), apps_.end(),
+                             [&](const App& a) { return a.server->name() == asked.name; });
+    if (!seen.insert(asked.name).second) {
+      result.error = fmt::format("duplicate app name \"{}\"", log_safe(asked.name));
+    } else if (held != apps_.end() && held->asked.type == asked.type &&
+               (asked.remote_port == 0 || asked.remote_port == held->server->port())) {
+      // Same socket: new limits for new users, the port and its users untouched.
+      AppServer::Policy policy;
+      if (auto bad = app_policy(asked, policy)) {
+        result.error = *bad;
+        held->server->close();
+        apps_.erase(held);
+      } else {
+        if (!(held->asked == asked)) {
+          held->server->set_policy(std::move(policy));
+          spdlog::info("{}: the client changed the app's limits", held->server->context());
+        }
+        held->asked = asked;
+        result.remote_port = held->server->port();
+      }
+    } else {
+      if (held != apps_.end()) {  // another type or port: a new socket
+        spdlog::info("{}: closed: the client moved the app", held->server->context());
+        held->server->close();
+        apps_.erase(held);
+      }
+      if (auto server = register_app(asked, failed, result)) {
+        apps_.push_back({server, asked});
+        out.started.push_back(std::move(server));
+      }
+    }
     if (result.error.empty())
-      spdlog::info("{} app={} port={}: listening", context_, app.name, result.remote_port);
+      spdlog::info("{} app={} port={}: listening", context_, asked.name, result.remote_port);
     else
-      spdlog::warn("{} app={}: not registered: {}", context_, log_safe(app.name), result.error);
-    out.apps.push_back(std::move(result));
+      spdlog::warn("{} app={}: not registered: {}", context_, log_safe(asked.name), result.error);
+    out.registered.apps.push_back(std::move(result));
   }
   co_return out;
 }
 
-msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupConfig* policy,
-                                      std::size_t& binding) {
-  msg::AppResult r{app.name, 0, {}};
+std::optional<std::string> AppGroup::app_policy(const msg::AppRequest& app,
+                                                AppServer::Policy& out) {
+  if (auto bad = app_cidrs(app, out)) return bad;
+  out.quota = server_.app_quota(name_, app.name, app.max_conns, app.bandwidth);
+  out.max_waiting_users = server_.config().max_waiting_users;
+  out.addresses = app.addresses;
+  if (app.max_flows) out.max_flows = *app.max_flows;
+  if (app.udp_idle_s) out.udp_idle = std::chrono::seconds(*app.udp_idle_s);
+  return std::nullopt;
+}
+
+std::shared_ptr<AppServer> AppGroup::register_app(const msg::AppRequest& app, std::size_t& failed,
+                                                  msg::AppResult& r) {
   if (!valid_name(app.name)) {
     r.error = "invalid app name";
-    return r;
+    return nullptr;
   }
-  for (auto& a : apps_)
-    if (a->name() == app.name) {
-      r.error = fmt::format("duplicate app name \"{}\"", app.name);
-      return r;
-    }
   // Apps that tried to bind count, not only those that got a port: a frame asking
   // for thousands costs the binds of max_apps of them at most.
-  if (limits_.max_apps && std::max(apps_.size(), binding) >= *limits_.max_apps) {
+  if (limits_.max_apps && apps_.size() + failed >= *limits_.max_apps) {
     r.error = fmt::format(
         "the group may register at most {} apps (max_apps; each port of a range is an app)",
         *limits_.max_apps);
-    return r;
+    return nullptr;
   }
   AppServer::Policy app_limits;
-  if (auto bad = app_cidrs(app, app_limits)) {
+  if (auto bad = app_policy(app, app_limits)) {
     r.error = *bad;
-    return r;
+    return nullptr;
   }
   const auto& cfg = server_.config();
-  const auto& allowed =
-      policy && !policy->allow_ports.empty() ? policy->allow_ports : cfg.allow_ports;
-  auto permitted = [&](std::uint16_t p) {
-    if (p == cfg.bind.port) return false;
-    return allowed.empty() ? p >= 1024 : ports_contain(allowed, p);
-  };
-  const auto where = allowed.empty() ? std::string("1024-65535") : describe(allowed);
-  if (app.remote_port != 0 && !permitted(app.remote_port)) {
+  const auto& allowed = allowed_ports();
+  const auto where = allowed_description();
+  if (app.remote_port != 0 && !port_permitted(app.remote_port)) {
     r.error = fmt::format("port {} is not allowed (allow_ports: {})", app.remote_port, where);
-    return r;
+    return nullptr;
   }
 
-  ++binding;
+  ++failed;  // until it has a port
   const auto addr = asio::ip::make_address(cfg.proxy_bind_addr);
   auto ex = control_.executor();
   error_code ec;
@@ -275,7 +358,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
       r.error = ec == asio::error::address_in_use
                     ? fmt::format("port {} is taken", app.remote_port)
                     : fmt::format("port {}: {}", app.remote_port, ec.message());
-      return r;
+      return nullptr;
     }
   } else if (allowed.empty()) {
     try_bind(0);  // the kernel picks from its ephemeral range (>= 1024)
@@ -291,7 +374,7 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
                                   0, count - 1)(random_engine());
          i < count && tried < kPortProbes && ec; ++i) {
       const auto port = nth_port(allowed, (start + i) % count);
-      if (!permitted(port)) continue;
+      if (!port_permitted(port)) continue;
       ++tried;
       try_bind(port);
     }
@@ -301,23 +384,18 @@ msg::AppResult AppGroup::register_app(const msg::AppRequest& app, const GroupCon
         ec == asio::error::address_in_use
             ? fmt::format("no free port in {} ({} tried from a random place)", where, kPortProbes)
             : fmt::format("no free port in {}: {}", where, ec.message());
-    return r;
+    return nullptr;
   }
-  app_limits.quota = server_.app_quota(name_, app.name, app.max_conns, app.bandwidth);
-  app_limits.max_waiting_users = cfg.max_waiting_users;
-  app_limits.addresses = app.addresses;
-  if (app.max_flows) app_limits.max_flows = *app.max_flows;
-  if (app.udp_idle_s) app_limits.udp_idle = std::chrono::seconds(*app.udp_idle_s);
-  std::unique_ptr<AppServer> server;
+  --failed;
+  std::shared_ptr<AppServer> server;
   if (udp)
-    server = std::make_unique<UdpAppServer>(app.name, std::move(datagrams), context_,
+    server = std::make_shared<UdpAppServer>(app.name, std::move(datagrams), context_,
                                             std::move(app_limits));
   else
-    server = std::make_unique<TcpAppServer>(app.name, std::move(acceptor), context_,
+    server = std::make_shared<TcpAppServer>(app.name, std::move(acceptor), context_,
                                             std::move(app_limits));
   r.remote_port = server->port();
-  apps_.push_back(std::move(server));
-  return r;
+  return server;
 }
 
 }  // namespace ntp

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "app_server.hpp"
 #include "ntp/config.hpp"
 #include "ntp/control_channel.hpp"
 #include "ntp/limits.hpp"
@@ -17,7 +18,6 @@
 
 namespace ntp {
 
-class AppServer;
 class CommonServer;
 
 // Shared: the control loop owns it, and each AppServer's accept loop and each
@@ -55,6 +55,12 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   // Ends the session: listeners, idle data connections and waiting users are closed.
   void close(const std::string& why);
 
+  // A reload changed the group's limits or the ports it may use: max_apps
+  // applies to later registrations, and an app on a port no longer allowed is
+  // closed now (the client is told, as for a refused registration). Returns how
+  // many apps were closed.
+  std::size_t apply_policy(GroupLimits limits);
+
   // A data connection's `seq`: true the first time this session sees it.
   bool accept_data_seq(std::uint64_t seq) { return data_seqs_.accept(seq); }
 
@@ -77,11 +83,31 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
     std::optional<DataConnection> data;
   };
 
-  awaitable<msg::Registered> register_apps(const msg::Register& req);
-  // `binding`: the apps of this register frame that tried to bind so far; this
-  // one adds itself when it gets that far.
-  msg::AppResult register_app(const msg::AppRequest& app, const GroupConfig* policy,
-                              std::size_t& binding);
+  struct App {
+    std::shared_ptr<AppServer> server;
+    msg::AppRequest asked;  // what the client's register frame said
+  };
+  struct Applied {
+    msg::Registered registered;
+    std::vector<std::shared_ptr<AppServer>> started;  // for the caller to run
+  };
+  // A register frame, the first or a later one (the client reloaded): the
+  // group's apps become the frame's list. Apps no longer listed close, an app
+  // asked for exactly as before is kept, one whose type and port stay takes its
+  // new limits for new users, any other is bound afresh.
+  awaitable<Applied> apply_apps(const msg::Register& req);
+  void start(const std::vector<std::shared_ptr<AppServer>>& apps);
+  // `failed`: apps of this frame that tried to bind and did not get a port; a
+  // bind attempt past max_apps is refused before it is made.
+  std::shared_ptr<AppServer> register_app(const msg::AppRequest& app, std::size_t& failed,
+                                          msg::AppResult& result);
+  // The app's limits and who may connect; an error names what is wrong.
+  std::optional<std::string> app_policy(const msg::AppRequest& app, AppServer::Policy& out);
+  // The ports this group may bind (its allow_ports, else the server's) and
+  // their description for messages.
+  const std::vector<PortRange>& allowed_ports() const;
+  bool port_permitted(std::uint16_t port) const;
+  std::string allowed_description() const;
   awaitable<void> read_loop();
   awaitable<void> watchdog();
 
@@ -91,7 +117,7 @@ class AppGroup : public std::enable_shared_from_this<AppGroup> {
   std::shared_ptr<Quota> quota_;
   ControlChannel control_;
   std::list<asio::steady_timer*> probes_;  // probe() waits, woken by every message
-  std::vector<std::unique_ptr<AppServer>> apps_;
+  std::vector<App> apps_;
   std::deque<DataConnection> idle_;
   ReplayWindow data_seqs_;
   std::list<Waiter*> waiters_;

@@ -220,7 +220,7 @@ awaitable<void> serve_user(std::shared_ptr<AppGroup> group, std::string app,
   const std::uint64_t sent_before = opening.size() - frame_size;
   std::string().swap(opening);  // a held stream keeps no buffer
   std::string().swap(first_write);
-  LiveStreams::Entry live(server.streams(), user.socket(), data->socket());
+  LiveStreams::Entry live(server.streams(), user.socket(), data->socket(), group->name());
   group.reset();  // a spliced stream is not part of the session: it outlives it
   spdlog::debug("{}: stream open", context);
   const auto began = steady_clock::now();
@@ -240,6 +240,11 @@ AppServer::AppServer(std::string name, std::uint16_t port, const std::string& gr
       name_(std::move(name)),
       port_(port),
       context_(fmt::format("{} app={} port={}", group_context, name_, port_)) {}
+
+awaitable<void> keeping(std::shared_ptr<AppServer> app, awaitable<void> task) {
+  co_await std::move(task);
+  app.reset();
+}
 
 void AppServer::Users::note(spdlog::level::level_enum level, const std::string& line) {
   std::uint64_t suppressed = 0;

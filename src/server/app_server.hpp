@@ -19,7 +19,9 @@ class AppGroup;
 inline constexpr auto kDataWait = std::chrono::seconds(10);   // for the client to dial back
 inline constexpr auto kLocalWait = std::chrono::seconds(10);  // for it to reach the local app
 
-class AppServer {
+// Shared: the group holds it while it is registered, and its accept loop and
+// flows hold it while they run, so a reload may drop it at any time.
+class AppServer : public std::enable_shared_from_this<AppServer> {
  public:
   // Who may connect and the app's own limits (apps.json), within the group's.
   struct Policy {
@@ -50,6 +52,8 @@ class AppServer {
   // data connection.
   virtual awaitable<void> run(std::shared_ptr<AppGroup> group) = 0;
   virtual void close() = 0;
+  // For users that come from now on; those already in keep theirs.
+  void set_policy(Policy policy) { policy_ = std::make_shared<const Policy>(std::move(policy)); }
 
  protected:
   AppServer(std::string name, std::uint16_t port, const std::string& group_context, Policy policy);
@@ -62,6 +66,9 @@ class AppServer {
   std::uint16_t port_;
   std::string context_;
 };
+
+// Runs `task` of `app` with `app` kept alive until the task ends.
+awaitable<void> keeping(std::shared_ptr<AppServer> app, awaitable<void> task);
 
 class TcpAppServer final : public AppServer {
  public:

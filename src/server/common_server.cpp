@@ -89,6 +89,127 @@ void CommonServer::stop() {
   for (auto& [name, g] : groups) g->close("server shutting down");
 }
 
+namespace {
+
+// The token `group` logs in with under `cfg` (`open` in open mode); nullopt when
+// it may not log in at all.
+std::optional<std::string> token_under(const ServerConfig& cfg, const std::string& open,
+                                       const std::string& group) {
+  if (!cfg.groups) return open;
+  auto it = cfg.groups->find(group);
+  if (it == cfg.groups->end()) return std::nullopt;
+  return it->second.token;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+std::string counted(std::size_t n, const char* one, const char* many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+}  // namespace
+
+std::string CommonServer::reload(ServerConfig next, std::string open_token,
+                                 std::optional<TlsContext> tls) {
+  std::vector<std::string> restart, changed;
+  if (!(next.bind == config_.bind)) {
+    restart.push_back("bind");
+    next.bind = config_.bind;
+  }
+  if (next.proxy_bind_addr != config_.proxy_bind_addr) {
+    restart.push_back("proxy_bind_addr");
+    next.proxy_bind_addr = config_.proxy_bind_addr;
+  }
+  auto note = [&](bool differs, const char* name) {
+    if (differs) changed.push_back(name);
+  };
+  note(next.allow_ports != config_.allow_ports, "allow_ports");
+  note(!(next.group_defaults == config_.group_defaults), "limits");
+  note(next.max_groups != config_.max_groups, "max_groups");
+  note(next.heartbeat_timeout_s != config_.heartbeat_timeout_s, "heartbeat_timeout_s");
+  note(next.max_handshakes != config_.max_handshakes ||
+           next.max_handshakes_per_source != config_.max_handshakes_per_source,
+       "max_handshakes");
+  note(next.max_waiting_users != config_.max_waiting_users, "max_waiting_users");
+  note(next.tls != config_.tls, "tls");
+  note(next.zero_copy != config_.zero_copy, "zero_copy");
+  note(next.log_level != config_.log_level, "log_level");
+  note(!config_.groups && !next.groups && open_token != open_token_, "token");
+
+  // Groups of either file; in open mode, the groups logged in.
+  std::set<std::string> names;
+  for (auto* cfg : {&config_, &next})
+    if (cfg->groups)
+      for (auto& [name, g] : *cfg->groups) names.insert(name);
+  for (auto& [name, g] : groups_) names.insert(name);
+  std::set<std::string> revoked;
+  std::size_t added = 0, removed = 0, retokened = 0, rest = 0;
+  for (auto& name : names) {
+    const auto before = token_under(config_, open_token_, name);
+    const auto after = token_under(next, open_token, name);
+    if (!before && !after) continue;  // logged in under neither: cannot be
+    if (!before)
+      ++added;
+    else if (!after)
+      ++removed;
+    else if (*before != *after)
+      ++retokened;
+    else
+      ++rest;
+    if (before && (!after || *before != *after)) revoked.insert(name);
+  }
+  // In open mode any group may have streams of a session gone by: a new token
+  // revokes every one of them.
+  const bool all_revoked = !config_.groups && (next.groups || open_token != open_token_);
+
+  config_ = std::move(next);
+  open_token_ = std::move(open_token);
+  tls_ = std::move(tls);
+  ++reloads_;
+  handshakes_.set_limits(config_.max_handshakes, config_.max_handshakes_per_source);
+
+  std::size_t sessions = 0, apps_closed = 0;
+  auto groups = groups_;  // close() ends sessions, which erase themselves
+  for (auto& [name, g] : groups) {
+    if (g->closed()) continue;
+    if (all_revoked || revoked.count(name)) {
+      g->close(config_.groups && !config_.groups->count(name)
+                   ? "the group was removed from the configuration"
+                   : "the group's token changed");
+      ++sessions;
+    } else {
+      apps_closed += g->apply_policy(config_.limits_for(name));
+    }
+  }
+  const auto streams = streams_.close_owned_if(
+      [&](const std::string& group) { return all_revoked || revoked.count(group) > 0; });
+  for (auto& [name, slot] : quotas_)
+    if (auto q = slot.lock()) {
+      const auto limits = config_.limits_for(name);
+      q->set_limits(limits.max_conns, limits.bandwidth);
+    }
+
+  std::string line = "reload: ";
+  if (config_.groups)
+    line += fmt::format("groups: {} added, {} removed, {} with a new token, {} unchanged", added,
+                        removed, retokened, rest);
+  else
+    line += "open mode";
+  if (sessions || streams)
+    line += fmt::format("; {} and {} ended", counted(sessions, "session", "sessions"),
+                        counted(streams, "stream", "streams"));
+  if (apps_closed)
+    line +=
+        fmt::format("; {} closed (port no longer allowed)", counted(apps_closed, "app", "apps"));
+  line += changed.empty() ? "; no other setting changed" : "; changed: " + joined(changed);
+  if (!restart.empty()) line += "; kept until a restart: " + joined(restart);
+  return line;
+}
+
 void CommonServer::reject(const std::string& peer, const std::string& why) {
   std::uint64_t suppressed = 0;
   if (reject_log_.allow(suppressed))
@@ -304,6 +425,15 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
     co_return nullptr;
   }
   if (stopping_) co_return nullptr;
+  // A reload while this login waits below may remove the group or change its
+  // token: then the proof no longer counts (revocation is immediate).
+  const std::string proven_token = *token;
+  const auto proven_at = reloads_;
+  auto still_valid = [&] {
+    if (reloads_ == proven_at) return true;
+    const auto* now = token_for(login.group);
+    return now && *now == proven_token;
+  };
   // One login per group at a time: a second one while this one probes the old
   // session or writes its welcome is refused with a reason, never welcomed and
   // then dropped.
@@ -343,11 +473,16 @@ awaitable<std::shared_ptr<AppGroup>> CommonServer::admit_control(Stream& s, cons
     old->close("replaced by a new login (it did not answer the probe)");
   }
   if (stopping_) co_return nullptr;
+  if (!still_valid()) {
+    spdlog::warn("{}: login from {} refused: a reload revoked the token it proved", context, peer);
+    co_await write_error(s, "the server's configuration changed during the login; retrying");
+    co_return nullptr;
+  }
 
   auto session = random_hex(16);
   const Message welcome = msg::Welcome{session, proofs.server, config_.heartbeat_timeout_s};
   if (co_await write_message(s, welcome)) co_return nullptr;
-  if (stopping_) co_return nullptr;
+  if (stopping_ || !still_valid()) co_return nullptr;
   const auto over = s.describe();
   auto g = std::make_shared<AppGroup>(*this, login.group, session, std::move(proofs.data_key),
                                       std::move(s), peer, config_.limits_for(login.group),

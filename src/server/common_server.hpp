@@ -45,6 +45,15 @@ class CommonServer {
   // waiting users) and unauthenticated connections. Spliced streams go on.
   void stop();
 
+  // A reload (DESIGN, Reload), with what main built from the re-read file: for
+  // connections from now on the new settings, open token and TLS context. A
+  // group removed or whose token changed loses its session and its live
+  // streams at once; the others keep theirs and take new limits (an app on a
+  // port no longer allowed closes). Settings that only a restart can change
+  // (bind, proxy_bind_addr) keep their running values. Returns the summary
+  // line to log.
+  std::string reload(ServerConfig config, std::string open_token, std::optional<TlsContext> tls);
+
   const ServerConfig& config() const { return config_; }
   LiveStreams& streams() { return streams_; }
   std::uint64_t next_conn_id() { return ++conn_ids_; }
@@ -107,6 +116,7 @@ class CommonServer {
   RateLimit reject_log_{20, std::chrono::seconds(10)};
   std::uint64_t conn_ids_ = 0;
   std::uint64_t bind_attempts_ = 0;
+  std::uint64_t reloads_ = 0;  // a login proven before a reload is checked again after it
   bool stopping_ = false;
 };
 

@@ -29,6 +29,11 @@ class HandshakeTable {
 
   HandshakeTable(std::size_t max_total, std::size_t per_source)
       : max_total_(max_total), per_source_(per_source) {}
+  // A reload's new caps, for the connections that come from now on.
+  void set_limits(std::size_t max_total, std::size_t per_source) {
+    max_total_ = max_total;
+    per_source_ = per_source;
+  }
 
   class Entry {
    public:

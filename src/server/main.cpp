@@ -73,6 +73,33 @@ void warn_about_exposed_secrets(const Flags& f, const ServerConfig& cfg) {
     if (auto w = exposure_warning(file)) spdlog::warn("{}", *w);
 }
 
+// The token of open mode: --token, NTP_TOKEN, the file's, else (not in --check)
+// the one stored in the state directory, generated on first use. Empty with
+// ready groups. Throws ConfigError for a stored token that is too short.
+std::string open_token(const Flags& f, const ServerConfig& cfg, bool generate) {
+  std::vector<std::string> ignored;  // checked in build_config
+  auto configured = configured_token(f, cfg, ignored);
+  if (cfg.groups) return {};
+  if (configured) return *configured;
+  if (!generate) return {};
+  // DESIGN: never unauthenticated. With no token anywhere, one is generated once.
+  auto stored = load_or_create_token(state_directory());
+  if (auto short_token = token_problem(stored.token, stored.file.string()))
+    throw ConfigError({*short_token});
+  if (stored.generated)
+    spdlog::warn(
+        "no token configured: generated token {} (stored in {}); give it to "
+        "clients as their \"token\"",
+        stored.token, stored.file.string());
+  else
+    spdlog::info("no token configured: using the token stored in {}", stored.file.string());
+  return stored.token;
+}
+
+std::string tls_where(const Flags& f) {
+  return f.config_file.empty() ? "tls" : f.config_file + ": tls";
+}
+
 // The TLS context, from tls.cert/tls.key or the certificate generated in the state
 // directory (created on first use; not in --check, which writes nothing).
 std::optional<TlsContext> server_tls(const ServerConfig& cfg, bool check) {
@@ -90,6 +117,39 @@ std::optional<TlsContext> server_tls(const ServerConfig& cfg, bool check) {
   spdlog::info("{} self-signed TLS certificate {}", stored.generated ? "generated a" : "using the",
                stored.cert.string());
   return ctx;
+}
+
+// SIGHUP: the file again, flags still over it. Anything wrong and nothing
+// changes: each problem is logged as --check prints it.
+void reload(const Flags& f, CommonServer& server) {
+  const auto refuse = [&](const std::vector<std::string>& problems) {
+    spdlog::error("reload: {} is not valid; the running configuration stays",
+                  f.config_file.empty() ? "the configuration" : f.config_file);
+    for (auto& p : problems) spdlog::error("{}", p);
+  };
+  ServerConfig cfg;
+  std::string token;
+  std::optional<TlsContext> tls;
+  try {
+    cfg = build_config(f);
+    token = open_token(f, cfg, true);
+  } catch (const ConfigError& e) {
+    refuse(e.problems());
+    return;
+  } catch (const std::exception& e) {
+    refuse({std::string("cannot set up a token: ") + e.what()});
+    return;
+  }
+  try {
+    tls = server_tls(cfg, false);
+  } catch (const std::exception& e) {
+    refuse({tls_where(f) + ": " + e.what()});
+    return;
+  }
+  warn_about_exposed_secrets(f, cfg);
+  spdlog::set_level(cfg.log_level);
+  if (tls) spdlog::info("reload: TLS certificate fingerprint {}", tls->own_fingerprint());
+  spdlog::info("{}", server.reload(std::move(cfg), std::move(token), std::move(tls)));
 }
 
 }  // namespace
@@ -123,17 +183,12 @@ int main(int argc, char** argv) {
   }
   setup_logging(cfg.log_level);
   warn_about_exposed_secrets(f, cfg);
-
-  std::string token;
-  std::vector<std::string> ignored;  // checked in build_config
-  auto configured = configured_token(f, cfg, ignored);
-  if (cfg.groups) {
-    if (configured)
+  {
+    std::vector<std::string> ignored;  // checked in build_config
+    if (cfg.groups && configured_token(f, cfg, ignored))
       spdlog::warn(
           "ready groups are configured: the server-wide token is ignored; each group "
           "logs in with its own token");
-  } else if (configured) {
-    token = *configured;
   }
 
   // One loop thread. Measured against the splice on two more loops (an io_context
@@ -145,11 +200,10 @@ int main(int argc, char** argv) {
     try {
       server_tls(cfg, true);
     } catch (const std::exception& e) {
-      std::cerr << (f.config_file.empty() ? "tls" : f.config_file + ": tls") << ": " << e.what()
-                << "\n";
+      std::cerr << tls_where(f) << ": " << e.what() << "\n";
       return kExitConfig;
     }
-    CommonServer probe(io.get_executor(), cfg, token, std::nullopt);
+    CommonServer probe(io.get_executor(), cfg, open_token(f, cfg, false), std::nullopt);
     try {
       probe.listen();
     } catch (const std::system_error& e) {
@@ -161,26 +215,15 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
 
-  // DESIGN: never unauthenticated. With no token anywhere, one is generated once.
-  if (!cfg.groups && !configured) {
-    try {
-      auto stored = load_or_create_token(state_directory());
-      if (auto short_token = token_problem(stored.token, stored.file.string())) {
-        spdlog::error("{}", *short_token);
-        return kExitConfig;
-      }
-      token = stored.token;
-      if (stored.generated)
-        spdlog::warn(
-            "no token configured: generated token {} (stored in {}); give it to "
-            "clients as their \"token\"",
-            stored.token, stored.file.string());
-      else
-        spdlog::info("no token configured: using the token stored in {}", stored.file.string());
-    } catch (const std::exception& e) {
-      spdlog::error("cannot set up a token: {}", e.what());
-      return kExitRuntime;
-    }
+  std::string token;
+  try {
+    token = open_token(f, cfg, true);
+  } catch (const ConfigError& e) {
+    for (auto& p : e.problems()) spdlog::error("{}", p);
+    return kExitConfig;
+  } catch (const std::exception& e) {
+    spdlog::error("cannot set up a token: {}", e.what());
+    return kExitRuntime;
   }
 
   std::optional<TlsContext> tls;
@@ -214,5 +257,6 @@ int main(int argc, char** argv) {
                cfg.groups ? fmt::format("ready groups: {}", cfg.groups->size()) : "open mode");
 
   asio::co_spawn(io, server.run(), LogFailure{"bind port listener failed"});
-  return run_until_signalled(io, server.streams(), [&] { server.stop(); });
+  return run_until_signalled(
+      io, server.streams(), [&] { server.stop(); }, [&] { reload(f, server); });
 }

@@ -243,7 +243,7 @@ void UdpAppServer::on_datagram(const std::shared_ptr<AppGroup>& group, const Rec
                                        group->server().next_conn_id(), std::move(ticket));
     flow->here = r.to;
     it = flows_.emplace(r.from, flow).first;
-    asio::co_spawn(socket_.get_executor(), serve_flow(group, flow),
+    asio::co_spawn(socket_.get_executor(), keeping(shared_from_this(), serve_flow(group, flow)),
                    LogFailure{context() + ": flow"});
   }
   if (!police(up, r.bytes.size())) {

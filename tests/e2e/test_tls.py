@@ -330,7 +330,7 @@ class TlsTest(h.TunnelTestCase):
 
     def test_shipped_examples_with_certificate_files_pass_check(self):
         """configs/server-tls-files.json and apps-mtls.json, with the files they
-        name made (in a temp dir standing in for the credentials directory)."""
+        name made (in a temp dir standing in for /etc/ntp-tunnel)."""
         pki = self.make_pki()
         files = {"server.pem": pki["server_cert"], "server.key": pki["server_key"],
                  "clients-ca.pem": pki["ca"], "ca.pem": pki["ca"],
@@ -346,7 +346,7 @@ class TlsTest(h.TunnelTestCase):
                                        ("apps-mtls.json", h.CLIENT_BIN, [])):
             with self.subTest(example=example):
                 text = (configs / example).read_text()
-                text = re.sub(r"/run/credentials/ntp-(server|client)\.service", str(creds), text)
+                text = re.sub(r"/etc/ntp-tunnel(/tls)?", str(creds), text)
                 path = self.write_file(example, text)
                 r = self.run_binary(binary, ["--check", "-c", path, *extra])
                 self.assertEqual(r.returncode, 0, r.stderr)

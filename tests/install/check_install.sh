@@ -21,6 +21,11 @@ for unit in ntp-server ntp-client; do
     fail=1
   fi
 done
+if grep -q '^u ntp-tunnel ' "$root/usr/local/lib/sysusers.d/ntp-tunnel.conf" 2>/dev/null; then
+  echo "ok: sysusers.d/ntp-tunnel.conf declares the units' user"
+else
+  echo "FAIL: lib/sysusers.d/ntp-tunnel.conf (the ntp-tunnel user) not installed"; fail=1
+fi
 for f in server.json apps.json apps-token-file.json; do
   if [[ -f "$root/usr/local/share/ntp-tunnel/examples/$f" ]]; then
     echo "ok: example $f installed"

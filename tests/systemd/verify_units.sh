@@ -61,10 +61,31 @@ fail() {
   failed=1
 }
 
+declare -A CONFIG_FILE=([ntp-server]=server.json [ntp-client]=apps.json)
 for u in "${UNITS[@]}"; do
   src="$unit_dir/$u.service"
   if ! grep -q "^ExecStart=/usr/local/bin/$u " "$src"; then
     fail "$src: ExecStart must run /usr/local/bin/$u (where cmake --install puts it)"
+  fi
+  # A reload must see the edited file: the daemon reads it where it is (a
+  # LoadCredential= copy is never refreshed by systemd 252), as the static
+  # user the files are shared with, and ExecReload= sends the SIGHUP.
+  if ! grep -q "^ExecStart=/usr/local/bin/$u -c /etc/ntp-tunnel/${CONFIG_FILE[$u]}\$" "$src"; then
+    fail "$src: ExecStart must read /etc/ntp-tunnel/${CONFIG_FILE[$u]} in place"
+  fi
+  if grep -q "^LoadCredential=" "$src"; then
+    fail "$src: LoadCredential= hands the daemon a copy that a reload would not see"
+  fi
+  if ! grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$src"; then
+    fail "$src: ExecReload=/bin/kill -HUP \$MAINPID missing"
+  fi
+  for key in User Group; do
+    if ! grep -qx "$key=ntp-tunnel" "$src"; then
+      fail "$src: $key=ntp-tunnel missing (the files are 0640 root:ntp-tunnel)"
+    fi
+  done
+  if grep -q "^DynamicUser=yes" "$src"; then
+    fail "$src: DynamicUser=yes cannot share the files' group"
   fi
   sed "s|^ExecStart=/usr/local/bin/$u |ExecStart=$bin_dir/$u |" "$src" >"$work/$u.service"
 done
@@ -94,6 +115,24 @@ if [[ $rc -ne 0 || -n "$ours" ]]; then
   sed 's/^/  /' <<<"${ours:-$out}" >&2
 else
   echo "ok: systemd-analyze verify ${UNITS[*]}"
+fi
+
+# --- the user ------------------------------------------------------------------
+# systemd-sysusers creates the units' user from the file cmake installs, in a
+# scratch root: the file parses and names the user and group the units run as.
+sysusers="$unit_dir/ntp-tunnel.sysusers"
+if [[ ! -f "$sysusers" ]]; then
+  fail "$sysusers not found"
+elif command -v systemd-sysusers >/dev/null; then
+  mkdir -p "$work/root/etc"
+  if ! out=$(systemd-sysusers --root="$work/root" "$sysusers" 2>&1); then
+    fail "systemd-sysusers $sysusers: $out"
+  elif ! grep -q '^ntp-tunnel:' "$work/root/etc/passwd" ||
+    ! grep -q '^ntp-tunnel:' "$work/root/etc/group"; then
+    fail "systemd-sysusers $sysusers did not create user and group ntp-tunnel"
+  else
+    echo "ok: systemd-sysusers creates user and group ntp-tunnel"
+  fi
 fi
 
 # --- security ----------------------------------------------------------------

@@ -21,7 +21,7 @@ using namespace test;
 
 awaitable<SpliceResult> tracked_splice(LiveStreams& streams, Stream& a, Stream& b,
                                        SpliceMode mode) {
-  LiveStreams::Entry entry(streams, a.socket(), b.socket());
+  LiveStreams::Entry entry(streams, a.socket(), b.socket(), "app");
   co_return co_await splice(a, b, {}, mode);
 }
 
@@ -400,7 +400,7 @@ TEST(LiveStreams, WaitEmptyGivesUpAfterTheGracePeriod) {
   asio::io_context io;
   LiveStreams streams(io.get_executor());
   tcp::socket a(io), b(io);
-  LiveStreams::Entry entry(streams, a, b);
+  LiveStreams::Entry entry(streams, a, b, "app");
   EXPECT_EQ(streams.size(), 1u);
   const auto began = steady_clock::now();
   ASSERT_TRUE(run(
@@ -414,14 +414,33 @@ TEST(LiveStreams, EntriesComeAndGo) {
   LiveStreams streams(io.get_executor());
   tcp::socket a(io), b(io), c(io), d(io);
   {
-    LiveStreams::Entry one(streams, a, b);
+    LiveStreams::Entry one(streams, a, b, "one");
     {
-      LiveStreams::Entry two(streams, c, d);
+      LiveStreams::Entry two(streams, c, d, "two");
       EXPECT_EQ(streams.size(), 2u);
     }
     EXPECT_EQ(streams.size(), 1u);
   }
   EXPECT_EQ(streams.size(), 0u);
+}
+
+// A reload's revocation: the streams of one owner close, the others' do not.
+TEST(LiveStreams, CloseOwnedByClosesOnlyThatOwnersStreams) {
+  asio::io_context io;
+  LiveStreams streams(io.get_executor());
+  tcp::socket a(io), b(io), c(io), d(io), e(io), f(io);
+  for (auto* s : {&a, &b, &c, &d, &e, &f}) s->open(tcp::v4());
+  LiveStreams::Entry one(streams, a, b, "home");
+  LiveStreams::Entry two(streams, c, d, "office");
+  LiveStreams::Entry three(streams, e, f, "home");
+  EXPECT_EQ(streams.close_owned_if([](const std::string& o) { return o == "home"; }), 2u);
+  EXPECT_FALSE(a.is_open());
+  EXPECT_FALSE(b.is_open());
+  EXPECT_FALSE(e.is_open());
+  EXPECT_FALSE(f.is_open());
+  EXPECT_TRUE(c.is_open());
+  EXPECT_TRUE(d.is_open());
+  EXPECT_EQ(streams.close_owned_if([](const std::string&) { return false; }), 0u);
 }
 
 // Relays bytes from one socket to another; once `slow` is set, one byte a
